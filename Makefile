@@ -1,0 +1,28 @@
+# Set-up and the two commands the README names. PY is the interpreter that creates the venv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup setup-test run test clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first and pinned: the CPU wheel; an open range would pull a multi-GB CUDA build.
+setup: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+
+setup-test: setup
+	$(BIN)/pip install -q -e '.[test]'
+
+run: setup
+	$(BIN)/nas $(ARGS)
+
+# pytest exits 5 when it collects no test: that is a failure of the suite here, not a pass.
+test: setup-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf outputs/runs outputs/multirun outputs/mlflow.db outputs/mlartifacts

@@ -1,0 +1,101 @@
+"""Config schemas (one dataclass per Hydra group), registered in Hydra's ConfigStore.
+
+A misspelled key or a wrong type then fails at compose time, naming the key. The YAML files in
+conf/ hold values only. PPOConfig and TrainerConfig live beside the code that uses them, so the
+library API does not need Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from nas.strategies import PPOConfig
+from nas.train import TrainerConfig
+
+_PACKAGE = Path(__file__).resolve().parent
+# conf/ and data/ sit beside the package in a checkout and inside it in a wheel.
+CONF_DIR = next((p for p in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if p.is_dir()), _PACKAGE.parent / "conf")
+DATA_DIR = next((p for p in (_PACKAGE / "data", _PACKAGE.parent / "data") if p.is_dir()), _PACKAGE.parent / "data")
+
+
+class TaskName(str, Enum):
+    text_classification = "text_classification"
+    language_modeling = "language_modeling"
+
+
+class StrategyName(str, Enum):
+    ppo = "ppo"
+    random = "random"
+
+
+@dataclass
+class TaskConfig:
+    name: TaskName = MISSING  # which task implementation reads the data and scores a model
+    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text; ${nas_data:...} names a shipped file
+    validation_file: str = MISSING
+    text_column: str = "text"
+    label_column: Optional[str] = "label"  # classification only
+    train_size: int = 2000  # the first N training examples (rows) form the training subset
+    val_size: int = 500  # the first N validation examples
+    max_length: int = 64  # tokens per example (classification) or per block (language modelling)
+    tokenizer: str = "wordpiece"  # wordpiece | byte_bpe, trained on the training subset
+    vocab_size: int = 4000  # tokenizer vocabulary size
+    metric: str = "accuracy"  # the metric the reward comes from (accuracy, macro_f1; perplexity for LM)
+
+
+@dataclass
+class SearchSpaceConfig:
+    family: str = MISSING  # a transformers model_type: bert, gpt2
+    dimensions: Dict[str, List[Any]] = MISSING  # config attribute -> ordered choices
+    max_params: Optional[int] = None  # parameter budget of the task model, a constraint
+    initial: Optional[Dict[str, Any]] = None  # first architecture; default: the middle choice of each dimension
+    fixed: Dict[str, Any] = field(default_factory=dict)  # config attributes set for every candidate
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///outputs/mlflow.db"  # relative sqlite paths resolve against the working directory
+    experiment_name: str = "nas"
+    artifact_location: Optional[str] = None  # default: mlartifacts/ beside a sqlite file
+    run_name: Optional[str] = None  # parent run name; default: <strategy>-<task>-seed<seed>
+
+
+@dataclass
+class Config:
+    seed: int = 0  # seeds the strategy, data order and every candidate's initialisation
+    strategy: StrategyName = StrategyName.ppo
+    budget: Optional[int] = 48  # distinct candidates evaluated at most (cached repeats are free)
+    progress: bool = True  # show a progress bar
+    task: TaskConfig = MISSING
+    search_space: SearchSpaceConfig = MISSING
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def shipped_data(relative: str) -> str:
+    path = DATA_DIR / relative
+    if not path.exists():
+        raise FileNotFoundError(f"shipped data file '{relative}' not found under {DATA_DIR}")
+    return str(path)
+
+
+def register_configs() -> None:
+    """Register the schemas and the ${nas_data:...} resolver (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("nas_data"):
+        OmegaConf.register_new_resolver("nas_data", shipped_data)
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="task", name="base_task", node=TaskConfig)
+    cs.store(group="search_space", name="base_search_space", node=SearchSpaceConfig)
+    cs.store(group="ppo", name="base_ppo", node=PPOConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)

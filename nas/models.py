@@ -1,0 +1,112 @@
+"""Architecture + task -> Hugging Face config and model, per model family.
+
+A family is a ``transformers`` ``model_type``. Search dimensions use the family's own config
+attribute names (or their standard aliases, e.g. ``hidden_size`` for GPT-2's ``n_embd``), so an
+architecture's values are exactly what lands in ``config.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PretrainedConfig
+
+from nas.space import Architecture, Constraint, SearchSpace, SpaceError
+
+AUTO_MODELS = {"text_classification": AutoModelForSequenceClassification, "language_modeling": AutoModelForCausalLM}
+
+
+def _layer_params(h: int, i: int) -> int:
+    # Attention (q, k, v, out with biases), two LayerNorms, and the two feed-forward projections:
+    # the same count for a BERT encoder layer and a GPT-2 block.
+    return 4 * h * h + 2 * h * i + 9 * h + i
+
+
+def _bert_params(cfg: PretrainedConfig, task: str) -> int:
+    h, i = cfg.hidden_size, cfg.intermediate_size
+    embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h + 2 * h
+    n = embeddings + cfg.num_hidden_layers * _layer_params(h, i)
+    if task == "text_classification":  # pooler + classifier
+        n += h * h + h + h * cfg.num_labels + cfg.num_labels
+    return n
+
+
+def _gpt2_params(cfg: PretrainedConfig, task: str) -> int:
+    h = cfg.n_embd
+    i = cfg.n_inner or 4 * h
+    n = (cfg.vocab_size + cfg.n_positions) * h + cfg.n_layer * _layer_params(h, i) + 2 * h
+    if task == "text_classification":  # score head, no bias; the LM head is tied to the embeddings
+        n += h * cfg.num_labels
+    return n
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    tasks: tuple[str, ...]  # tasks whose Auto class has a head for this family
+    parameter_count: Callable[[PretrainedConfig, str], int]  # exact count of the task model, no build needed
+
+
+FAMILIES: dict[str, Family] = {
+    "bert": Family("bert", ("text_classification",), _bert_params),
+    "gpt2": Family("gpt2", ("text_classification", "language_modeling"), _gpt2_params),
+}
+
+
+def get_family(model_type: str, task: str | None = None) -> Family:
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise SpaceError(f"search_space.family '{model_type}' is not supported; choose one of {sorted(FAMILIES)}")
+    if task is not None and task not in family.tasks:
+        raise SpaceError(f"search_space.family '{model_type}' does not fit task '{task}' (it fits {list(family.tasks)})")
+    return family
+
+
+def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mapping[str, Any] = ()) -> PretrainedConfig:
+    """The HF config of an architecture: the family defaults, then ``fixed`` fields (task-derived), then the architecture."""
+    return AutoConfig.for_model(model_type, **{**dict(fixed), **dict(architecture)})
+
+
+def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
+    return AUTO_MODELS[task].from_config(config)
+
+
+def parameter_count(config: PretrainedConfig, task: str) -> int:
+    return get_family(config.model_type).parameter_count(config, task)
+
+
+def validate_attributes(model_type: str, names: list[str], where: str) -> None:
+    defaults = AutoConfig.for_model(model_type)
+    unknown = [n for n in names if not hasattr(defaults, n)]
+    if unknown:
+        raise SpaceError(f"{where}: {unknown} are not attributes of a '{model_type}' config")
+
+
+def make_space(
+    model_type: str,
+    dimensions: Mapping[str, list[Any]],
+    task: str,
+    fixed: Mapping[str, Any],
+    max_params: int | None = None,
+    name: str = "space",
+) -> SearchSpace:
+    """A validated search space for ``model_type`` on ``task``; raises SpaceError naming what is wrong."""
+    get_family(model_type, task)
+    validate_attributes(model_type, list(dimensions), f"search_space.dimensions of '{name}'")
+
+    def heads_divide_hidden(arch: Architecture) -> bool:
+        cfg = build_config(model_type, arch, fixed)
+        return cfg.hidden_size % cfg.num_attention_heads == 0
+
+    constraints = [Constraint("num_attention_heads divides hidden_size", heads_divide_hidden)]
+    if max_params is not None:
+        def within_budget(arch: Architecture) -> bool:
+            return parameter_count(build_config(model_type, arch, fixed), task) <= max_params
+
+        constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
+    space = SearchSpace.from_dict(dimensions, constraints, name=name)
+    space.first_valid()  # raises when no architecture satisfies the constraints
+    return space

@@ -1,0 +1,201 @@
+"""PPO over architecture modifications.
+
+An episode starts from the best architecture found so far (the initial one until something beats
+it) and applies up to ``horizon`` modifications sampled from pi_theta(a|s). The reward of a step is
+the change in metric it caused, M(s') - M(s), so with gamma = 1 an episode's return is its total
+gain; "stop" earns 0 and a failed candidate earns ``failure_reward`` and ends the episode. After
+``population_size`` episodes the policy and value networks get one PPO update (GAE advantages,
+clipped surrogate, value loss, entropy bonus, minibatch epochs, gradient clipping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nas.env import ArchitectureEnv
+from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
+from nas.space import Architecture, Encoding, SearchSpace
+from nas.strategies.base import Proposal
+
+
+@dataclass
+class PPOConfig:
+    iterations: int | None = 10  # PPO updates; None runs until the evaluation budget is spent
+    population_size: int = 8  # episodes per iteration; the architectures they visit are its candidates
+    horizon: int = 3  # modifications per episode at most (the MDP's horizon T)
+    gamma: float = 0.99  # discount; 1.0 makes an episode's return its total metric gain
+    gae_lambda: float = 0.95  # GAE lambda: 1 is Monte-Carlo return - V, 0 the one-step Bellman residual
+    clip_coef: float = 0.2  # the surrogate clipping coefficient
+    learning_rate: float = 3e-3  # Adam step size for both networks
+    update_epochs: int = 4  # passes over an iteration's transitions per update
+    num_minibatches: int = 2  # minibatches per pass
+    ent_coef: float = 0.01  # entropy bonus coefficient
+    vf_coef: float = 0.5  # value-loss coefficient
+    max_grad_norm: float = 0.5  # global gradient-norm clip
+    norm_adv: bool = True  # normalise advantages within each minibatch
+    hidden_size: int = 64  # width of the policy and value MLPs
+    failure_reward: float = -1.0  # reward for reaching an architecture whose evaluation failed
+    max_idle_episodes: int = 1000  # consecutive episodes that stop at once before the strategy gives up
+
+
+class PPOStrategy:
+    name = "ppo"
+
+    def __init__(self, space: SearchSpace, config: PPOConfig, seed: int = 0, initial: Architecture | None = None):
+        self.space = space
+        self.config = config
+        self.env = ArchitectureEnv(space, config.horizon)
+        self.generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():  # seed the networks' init without touching the caller's RNG
+            torch.manual_seed(seed)
+            self.policy = PolicyNetwork(self.env.observation_size, self.env.num_actions, config.hidden_size)
+            self.value = ValueNetwork(self.env.observation_size, config.hidden_size)
+        self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
+        self.rng = np.random.default_rng(seed)  # for restarts after a failed initial architecture
+
+        self.initial: Encoding = space.encode(initial) if initial is not None else space.default_encoding()
+        if not space.is_valid_encoding(self.initial):
+            raise ValueError(f"initial architecture {space.decode(self.initial)} breaks {space.violations(space.decode(self.initial))}")
+        self.incumbent: tuple[Encoding, float] | None = None
+        self.iteration = 0
+        self.episode = 0  # within the iteration
+        self.iteration_stats: list[dict] = []
+        self._pending: tuple[Encoding, bool] | None = None  # (encoding, is_start)
+        self._tried_initial = False  # after a failed initial architecture, start from random ones
+        self._state: Encoding | None = None
+        self._state_value = 0.0
+        self._step = 0
+        self._episode_return = 0.0
+        self._returns: list[float] = []
+        self._buffer: dict[str, list] = self._empty_buffer()
+
+    @staticmethod
+    def _empty_buffer() -> dict[str, list]:
+        return {k: [] for k in ("obs", "mask", "action", "logprob", "value", "reward", "done")}
+
+    @property
+    def finished(self) -> bool:
+        return self.config.iterations is not None and self.iteration >= self.config.iterations
+
+    # -- ask / tell -----------------------------------------------------------------------------
+    def ask(self) -> Proposal | None:
+        if self.finished:
+            return None
+        if self.incumbent is None:  # nothing evaluated successfully yet: evaluate a starting point
+            encoding = self._random_valid() if self._tried_initial else self.initial
+            self._tried_initial = True
+            self._pending = (encoding, True)
+            return Proposal(self.space.decode(encoding), self.iteration, self.episode, 0)
+        idle = 0
+        while not self.finished:
+            if self._state is None:
+                self._state, self._state_value = self.incumbent
+                self._step, self._episode_return = 0, 0.0
+            obs = self.env.observation(self._state, self._step)
+            mask = self.env.action_mask(self._state)
+            obs_t, mask_t = torch.from_numpy(obs), torch.from_numpy(mask)
+            with torch.no_grad():
+                dist = self.policy.distribution(obs_t, mask_t)
+                action = torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
+                logprob, value = dist.log_prob(action), self.value(obs_t)
+            self._record(obs=obs_t, mask=mask_t, action=action, logprob=logprob, value=value)
+            if int(action) == self.env.stop_action:
+                self._end_step(reward=0.0, done=True)
+                idle += 1
+                if idle >= self.config.max_idle_episodes:
+                    return None
+                continue
+            nxt = self.env.apply(self._state, int(action))
+            self._pending = (nxt, False)
+            return Proposal(self.space.decode(nxt), self.iteration, self.episode, self._step + 1)
+        return None
+
+    def tell(self, proposal: Proposal, value: float | None) -> None:
+        if self._pending is None:
+            raise RuntimeError("tell() without a pending ask()")
+        encoding, is_start = self._pending
+        self._pending = None
+        if value is not None and (self.incumbent is None or value > self.incumbent[1]):
+            self.incumbent = (encoding, value)
+        if is_start:
+            return
+        if value is None:
+            self._end_step(reward=self.config.failure_reward, done=True)
+            return
+        reward = value - self._state_value
+        self._state, self._state_value = encoding, value
+        self._end_step(reward=reward, done=self._step + 1 >= self.config.horizon)
+
+    def _random_valid(self) -> Encoding:
+        for _ in range(10_000):
+            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
+            if self.space.is_valid_encoding(encoding):
+                return encoding
+        return self.space.first_valid()
+
+    def _record(self, **items: torch.Tensor) -> None:
+        for k, v in items.items():
+            self._buffer[k].append(v)
+
+    def _end_step(self, reward: float, done: bool) -> None:
+        self._buffer["reward"].append(torch.tensor(reward, dtype=torch.float32))
+        self._buffer["done"].append(torch.tensor(float(done)))
+        self._episode_return += reward
+        self._step += 1
+        if done:
+            self._returns.append(self._episode_return)
+            self._state = None
+            self.episode += 1
+            if self.episode >= self.config.population_size:
+                self._update()
+
+    # -- the PPO update ---------------------------------------------------------------------------
+    def _update(self) -> None:
+        c = self.config
+        b = {k: torch.stack(v) for k, v in self._buffer.items()}
+        # Transitions are stored episode after episode, so s_{t+1}'s value is the next entry's.
+        next_values = torch.cat([b["value"][1:], torch.zeros(1)]) * (1 - b["done"])
+        advantages, returns = gae(b["reward"], b["value"], b["done"], next_values, c.gamma, c.gae_lambda)
+        n = len(advantages)
+        minibatch_size = max(1, n // c.num_minibatches)
+        params = [*self.policy.parameters(), *self.value.parameters()]
+        clipfracs, approx_kl, pg_loss, v_loss, entropy = [], torch.zeros(()), torch.zeros(()), torch.zeros(()), torch.zeros(())
+        for _ in range(c.update_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, minibatch_size):
+                mb = order[start : start + minibatch_size]
+                dist = self.policy.distribution(b["obs"][mb], b["mask"][mb])
+                newlogprob, entropy = dist.log_prob(b["action"][mb]), dist.entropy().mean()
+                mb_adv = normalize(advantages[mb]) if c.norm_adv else advantages[mb]
+                pl = clipped_policy_loss(newlogprob, b["logprob"][mb], mb_adv, c.clip_coef)
+                v_loss = value_loss(self.value(b["obs"][mb]), returns[mb])
+                loss = pl.loss - c.ent_coef * entropy + c.vf_coef * v_loss
+                self.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                self.optimizer.step()
+                pg_loss, approx_kl = pl.loss, pl.approx_kl
+                clipfracs.append(float(pl.clipfrac))
+        self.iteration_stats.append(
+            {
+                "iteration": self.iteration,
+                "reward_mean": float(b["reward"].mean()),
+                "reward_max": float(b["reward"].max()),
+                "episode_return_mean": float(np.mean(self._returns)),
+                "episode_return_max": float(np.max(self._returns)),
+                "best_value": self.incumbent[1] if self.incumbent else float("nan"),
+                "policy_loss": float(pg_loss.detach()),
+                "value_loss": float(v_loss.detach()),
+                "entropy": float(entropy.detach()),
+                "approx_kl": float(approx_kl),
+                "clipfrac": float(np.mean(clipfracs)),
+                "explained_variance": explained_variance(b["value"], returns),
+                "transitions": n,
+            }
+        )
+        self._buffer, self._returns = self._empty_buffer(), []
+        self.iteration += 1
+        self.episode = 0

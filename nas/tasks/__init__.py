@@ -1,0 +1,27 @@
+"""Tasks: data, tokenizer, batches and metric, one module each."""
+
+from __future__ import annotations
+
+from nas.tasks.base import Task
+from nas.tasks.data import DataError
+from nas.tasks.language_modeling import LanguageModelingTask
+from nas.tasks.text_classification import TextClassificationTask
+
+TASKS = {"text_classification": TextClassificationTask, "language_modeling": LanguageModelingTask}
+
+__all__ = ["TASKS", "DataError", "LanguageModelingTask", "Task", "TextClassificationTask", "make_task"]
+
+
+def make_task(config) -> Task:
+    """The task a TaskConfig describes; reads and checks its data files (cheap) and trains its tokenizer."""
+    name = getattr(config.name, "value", config.name)
+    common = dict(
+        train_file=config.train_file, validation_file=config.validation_file, text_column=config.text_column,
+        train_size=config.train_size, val_size=config.val_size, max_length=config.max_length,
+        tokenizer=config.tokenizer, vocab_size=config.vocab_size, metric=config.metric,
+    )
+    if name == "text_classification":
+        return TextClassificationTask(label_column=config.label_column, **common)
+    if name == "language_modeling":
+        return LanguageModelingTask(**common)
+    raise ValueError(f"task.name '{name}' is unknown; choose one of {sorted(TASKS)}")

@@ -1,0 +1,34 @@
+"""What every task provides to the runner and the trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import torch
+
+
+class Task(Protocol):
+    name: str  # also the key of the Auto model class (nas.models.AUTO_MODELS)
+    metric: str  # the validation metric the reward comes from
+    tokenizer: Any  # a transformers tokenizer, saved next to the best architecture
+
+    def config_fields(self) -> dict[str, Any]:
+        """Task-derived config attributes: vocabulary size, special token ids, labels, positions."""
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """An endless stream of training batches (keyword arguments of the model's forward, with labels)."""
+
+    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        """Validation metrics of a trained model."""
+
+    def reward(self, metrics: dict[str, float]) -> float:
+        """The number to maximise."""
+
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless index batches: a fresh permutation every epoch, seeded by ``generator``."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield order[start : start + batch_size]

@@ -1,0 +1,80 @@
+"""Text classification: labelled texts, accuracy and macro-F1 on the validation set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from nas.tasks.base import epoch_batches
+from nas.tasks.data import DataError, read_table
+from nas.tasks.tokenizer import train_tokenizer
+
+METRICS = ("accuracy", "macro_f1")
+
+
+class TextClassificationTask:
+    name = "text_classification"
+
+    def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
+                 train_size: int, val_size: int, max_length: int, tokenizer: str, vocab_size: int, metric: str):
+        if metric not in METRICS:
+            raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
+        if not label_column:
+            raise ValueError("task.label_column must name the label column for text_classification")
+        self.metric = metric
+        train = read_table(train_file, [text_column, label_column], "task.train_file", nrows=train_size)
+        val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)
+        self.labels = sorted(train[label_column].unique().tolist(), key=str)
+        if len(self.labels) < 2:
+            raise DataError(f"task.train_file: '{train_file}' has a single label {self.labels} in its first {train_size} rows")
+        unseen = sorted(set(val[label_column]) - set(self.labels), key=str)
+        if unseen:
+            raise DataError(f"task.validation_file: labels {unseen} do not occur in the training subset")
+        label_id = {label: i for i, label in enumerate(self.labels)}
+        texts = train[text_column].astype(str).tolist()
+        self.tokenizer = train_tokenizer(tokenizer, texts, vocab_size)
+        self.train = self._encode(texts, train[label_column].map(label_id).tolist(), max_length)
+        self.val = self._encode(val[text_column].astype(str).tolist(), val[label_column].map(label_id).tolist(), max_length)
+
+    def _encode(self, texts: list[str], labels: list[int], max_length: int) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": torch.tensor(labels)}
+
+    def config_fields(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {
+            "vocab_size": len(tok),
+            "max_position_embeddings": self.train["input_ids"].shape[1],
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id,
+            "eos_token_id": tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id,
+            "num_labels": len(self.labels),
+            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
+            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+        }
+
+    @staticmethod
+    def _batch(data: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Trim the padding shared by the whole batch: the snippets are much shorter than max_length.
+        length = int(data["attention_mask"][idx].sum(1).max())
+        return {k: (v[idx, :length] if v.dim() == 2 else v[idx]) for k, v in data.items()}
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
+            yield self._batch(self.train, idx)
+
+    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        n = len(self.val["labels"])
+        preds = []
+        for start in range(0, n, batch_size):
+            batch = self._batch(self.val, torch.arange(start, min(start + batch_size, n)))
+            batch.pop("labels")
+            preds.append(model(**batch).logits.argmax(-1))
+        y_pred, y_true = torch.cat(preds).numpy(), self.val["labels"].numpy()
+        return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+
+    def reward(self, metrics: dict[str, float]) -> float:
+        return metrics[self.metric]

@@ -1,0 +1,118 @@
+"""MLflow tracking: one parent run per search, one nested child run per evaluated candidate.
+
+The only module that imports mlflow. It uses MlflowClient with explicit run ids, so nothing
+depends on mlflow's global "active run" state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from nas.search import Evaluation
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative sqlite path absolute (against the working directory) and create its folder."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        path = path if path.is_absolute() else Path.cwd() / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return uri
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """mlartifacts/ beside a sqlite store; a tracking server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    return None
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v and key != "search_space.dimensions":
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return out
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None):
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            location = artifact_location or default_artifact_location(self.uri)
+            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id: str | None = None
+
+    def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        self.parent_id = run.info.run_id
+        flat = flatten(params)
+        self._log(self.parent_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flat.items()])
+        return self.parent_id
+
+    def log_files(self, local_dir: Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+        if local_dir.exists():
+            self.client.log_artifacts(run_id or self.parent_id, str(local_dir), artifact_path)
+
+    def log_candidate(self, evaluation: Evaluation, hf_config_json: str | None) -> str:
+        """A nested child run for one evaluated candidate; returns its run id."""
+        e = evaluation
+        tags = {
+            MLFLOW_PARENT_RUN_ID: self.parent_id, "iteration": str(e.iteration), "episode": str(e.episode),
+            "step": str(e.step), "architecture_hash": e.key, "status": e.status,
+        }
+        if e.error:
+            tags["error"] = e.error[:5000]
+        run = self.client.create_run(self.experiment_id, run_name=f"candidate-{e.index:03d}-{e.key}", tags=tags)
+        run_id = run.info.run_id
+        ts = _now()
+        info = e.info
+        metrics = [Metric(k, float(v), ts, 0) for k, v in info.get("metrics", {}).items()]
+        scalars = {"reward": e.value, "num_parameters": info.get("num_parameters"), "train_seconds": info.get("train_seconds"),
+                   "eval_seconds": info.get("eval_seconds"), "seconds": e.seconds}
+        metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
+        metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
+        params = [Param(k, str(v)) for k, v in e.architecture.items()]
+        self._log(run_id, metrics=metrics, params=params)
+        if hf_config_json:
+            self.client.log_text(run_id, hf_config_json, "config.json")
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
+        return run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        ts = _now()
+        self._log(self.parent_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+
+    def end_search(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status)
+
+    def _log(self, run_id: str, metrics=(), params=(), tags=()) -> None:
+        # MLflow caps a batch at 1000 metrics / 100 params.
+        metrics, params = list(metrics), list(params)
+        for i in range(0, max(len(metrics), 1), 1000):
+            chunk_params = params[:100] if i == 0 else []
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000], params=chunk_params, tags=list(tags) if i == 0 else [])
+        for i in range(100, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])

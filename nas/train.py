@@ -1,0 +1,72 @@
+"""Train one candidate for a fixed number of steps and evaluate it. No logging, no MLflow here.
+
+A plain PyTorch loop rather than transformers' Trainer: candidates are tiny and trained for tens
+of steps, where Trainer's per-run set-up would cost more than the training itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from transformers import get_scheduler
+
+from nas.tasks.base import Task
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 60  # optimizer steps per candidate
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # AdamW peak learning rate
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1  # share of steps with linear warm-up; then linear decay to 0
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 256
+    log_every: int = 10  # record the training loss every N steps
+    num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+
+def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
+    """Train ``model`` on the task's training subset, then compute the task's validation metrics.
+
+    Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
+    """
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * config.max_steps), num_training_steps=config.max_steps)
+    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
+    losses: list[tuple[int, float]] = []
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, config.max_steps + 1):
+        loss = model(**next(batches)).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        if step % config.log_every == 0 or step == config.max_steps:
+            losses.append((step, loss.item()))
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        metrics = task.evaluate(model, config.eval_batch_size)
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise FloatingPointError(f"validation metrics are not finite: {metrics}")
+    return TrainResult(metrics, losses, train_seconds, time.perf_counter() - start)
