@@ -12,9 +12,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from nas.config import CONF_DIR, Config, register_configs
+from nas.config import CONF_DIR, Config, register_configs, to_typed
 
 register_configs()
 
@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     quiet_libraries()
     from nas.runner import run_search  # heavy imports (torch, transformers, mlflow) after composition
 
-    config: Config = OmegaConf.to_object(cfg)
+    config: Config = to_typed(cfg)
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)

@@ -69,7 +69,7 @@ class TrackingConfig:
 class Config:
     seed: int = 0  # seeds the strategy, data order and every candidate's initialisation
     strategy: StrategyName = StrategyName.ppo
-    budget: Optional[int] = 48  # distinct candidates evaluated at most (cached repeats are free)
+    budget: Optional[int] = 44  # distinct candidates evaluated at most (cached repeats are free)
     progress: bool = True  # show a progress bar
     task: TaskConfig = MISSING
     search_space: SearchSpaceConfig = MISSING
@@ -99,3 +99,12 @@ def register_configs() -> None:
     cs.store(group="ppo", name="base_ppo", node=PPOConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+
+
+def to_typed(cfg: Any) -> Config:
+    """Composed DictConfig -> Config. Merging into the schema again rejects keys added with
+    ``+group.key=...``, which Hydra lets through and OmegaConf.to_object would silently drop."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=False)  # drops the flags that let the extra key in
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), plain))

@@ -103,7 +103,8 @@ def run_loop(
     """Run until ``budget`` distinct architectures are evaluated or the strategy has nothing left."""
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
-    max_proposals = max_proposals or (100 * budget + 1000 if budget else None)
+    # A converged policy may keep proposing cached architectures: bound the asks, not just the evaluations.
+    max_proposals = max_proposals or (10 * budget + 100 if budget else None)
     result = SearchResult(history=[], iterations=strategy.iteration_stats)
     cache: dict[str, Evaluation] = {}
     reported, proposals = 0, 0

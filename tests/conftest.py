@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from nas.config import CONF_DIR, Config, register_configs, to_typed
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+register_configs()
+
+# A search that trains real models for a handful of steps: seconds, not minutes.
+TINY = [
+    "trainer=tiny", "budget=5", "ppo.population_size=2", "ppo.horizon=2", "ppo.iterations=3",
+    "task.train_size=64", "task.val_size=32", "task.vocab_size=300", "progress=false",
+]
+
+
+def compose_config(overrides: list[str] = ()) -> Config:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return to_typed(cfg)
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

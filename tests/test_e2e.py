@@ -1,0 +1,140 @@
+"""End to end: real tiny models, real sqlite MLflow stores in temp dirs, real Hydra composition."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from nas.runner import run_search
+from nas.space import SpaceError
+from nas.tasks import DataError
+
+from .conftest import TINY, compose_config
+
+pytestmark = pytest.mark.slow
+
+
+def nas_cli(*args, cwd: Path, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "nas", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"nas {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cli_search_writes_outputs_and_mlflow_runs(tmp_path, sqlite_uri):
+    run_dir = tmp_path / "run"
+    nas_cli(*TINY, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+
+    config = AutoConfig.from_pretrained(run_dir / "best")
+    assert config.model_type == "bert"
+    AutoModelForSequenceClassification.from_config(config)
+    assert {p.name for p in (run_dir / ".hydra").iterdir()} == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    candidates = read_jsonl(run_dir / "candidates.jsonl")
+    assert len(candidates) == 5
+    assert len({c["architecture_hash"] for c in candidates}) == 5
+
+    client = MlflowClient(sqlite_uri)
+    experiment = client.get_experiment_by_name("nas")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 5
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["ppo.horizon"] == "2" and parent.data.params["trainer.max_steps"] == "4"
+    assert {"best_reward", "policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance", "reward_mean"} <= set(parent.data.metrics)
+    assert len(client.get_metric_history(parent.info.run_id, "best_reward")) == 5
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {".hydra", "best", "candidates.jsonl"} <= parent_artifacts
+
+    by_id = {c.info.run_id: c for c in children}
+    for record in candidates:
+        child = by_id[record["mlflow_run_id"]]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["architecture_hash"] == record["architecture_hash"]
+        assert {"iteration", "episode", "step", "status"} <= set(child.data.tags)
+        assert child.data.params["hidden_size"] == str(record["architecture"]["hidden_size"])
+        assert child.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+        assert {"reward", "num_parameters", "train_seconds", "eval_seconds", "macro_f1"} <= set(child.data.metrics)
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "train_loss")] == [2, 4]
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["config.json"]
+
+
+def test_multirun_2x2_writes_four_parent_runs(tmp_path, sqlite_uri):
+    tiny = [o for o in TINY if not o.startswith("budget")] + ["budget=2"]
+    nas_cli("-m", "ppo.learning_rate=1e-3,3e-4", "seed=0,1", *tiny, f"tracking.uri={sqlite_uri}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    client = MlflowClient(sqlite_uri)
+    runs = client.search_runs([client.get_experiment_by_name("nas").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 4
+    assert {(p.data.params["seed"], p.data.params["ppo.learning_rate"]) for p in parents} == {
+        (s, lr) for s in ("0", "1") for lr in ("0.001", "0.0003")}
+    assert len(runs) == 4 + 4 * 2
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
+
+
+def test_same_config_and_seed_give_the_same_candidates_and_metrics(tmp_path):
+    histories = []
+    for i in range(2):
+        config = compose_config([*TINY, f"tracking.uri=sqlite:///{tmp_path / f'm{i}.db'}"])
+        run_search(config, tmp_path / f"run{i}")
+        histories.append([{k: r[k] for k in ("architecture", "metrics", "reward", "status")} for r in read_jsonl(tmp_path / f"run{i}" / "candidates.jsonl")])
+    assert histories[0] == histories[1]
+    assert len(histories[0]) == 5
+
+
+def test_language_modeling_with_gpt2_and_random_strategy(tmp_path, sqlite_uri):
+    config = compose_config([*TINY, "task=language_modeling", "search_space=gpt2_small", "strategy=random", f"tracking.uri={sqlite_uri}"])
+    result = run_search(config, tmp_path)
+    assert len(result.history) == 5 and all(e.ok for e in result.history)
+    assert all(e.info["metrics"]["perplexity"] > 1 for e in result.history)
+    assert result.best_value == pytest.approx(-min(e.info["metrics"]["loss"] for e in result.history))
+    assert AutoConfig.from_pretrained(tmp_path / "best").model_type == "gpt2"
+
+
+def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite_uri):
+    # "not_an_activation" passes config validation but fails when the model is built.
+    config = compose_config([*TINY, "budget=8", "strategy=random", "search_space.dimensions.hidden_act=[gelu,not_an_activation]",
+                             "~search_space.initial", f"tracking.uri={sqlite_uri}"])
+    result = run_search(config, tmp_path)
+    failed = [e for e in result.history if not e.ok]
+    assert failed and len(failed) < len(result.history) == 8
+    records = read_jsonl(tmp_path / "candidates.jsonl")
+    assert {r["status"] for r in records} == {"ok", "failed"}
+    assert all("not_an_activation" in r["error"] for r in records if r["status"] == "failed")
+    client = MlflowClient(sqlite_uri)
+    failed_runs = client.search_runs([client.get_experiment_by_name("nas").experiment_id], "tags.status = 'failed'")
+    assert len(failed_runs) == len(failed) and all(r.info.status == "FAILED" for r in failed_runs)
+
+
+@pytest.mark.parametrize(
+    "override, error, message",
+    [
+        ("task.train_file=/nonexistent/reviews.csv", DataError, "task.train_file: data file '/nonexistent/reviews.csv' does not exist"),
+        ("task.label_column=stars", DataError, r"has no column \['stars'\]"),
+        ("search_space.dimensions.hidden_size=[]", SpaceError, "dimension 'hidden_size' has an empty choice list"),
+        ("search_space.max_params=10", SpaceError, "no architecture satisfying"),
+        ("+search_space.dimensions.n_embd=[32]", SpaceError, "n_embd"),
+    ],
+)
+def test_bad_input_fails_before_any_training(tmp_path, sqlite_uri, override, error, message):
+    config = compose_config([*TINY, override, f"tracking.uri={sqlite_uri}"])
+    with pytest.raises(error, match=message):
+        run_search(config, tmp_path)
+    assert not (tmp_path / "candidates.jsonl").exists()
+
+
+def test_cli_reports_bad_input_by_name(tmp_path):
+    proc = nas_cli(*TINY, "task.train_file=/nonexistent/reviews.csv", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "/nonexistent/reviews.csv" in proc.stderr
+    proc = nas_cli("ppo.clip_coeff=0.1", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "clip_coeff" in proc.stderr

@@ -1,0 +1,75 @@
+"""Config building for every choice of every shipped search space, and parameter counts that match real models."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from nas.config import CONF_DIR
+from nas.models import build_config, build_model, make_space, parameter_count
+from nas.space import SpaceError
+
+SPACES = sorted((Path(CONF_DIR) / "search_space").glob("*.yaml"))
+TASK_FIELDS = {"vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "num_labels": 3}
+TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"]}
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
+
+def one_choice_at_a_time(space):
+    """For every (dimension, choice): the default architecture with that one choice swapped in, when valid."""
+    base = space.default_encoding()
+    for d, n in enumerate(space.sizes):
+        for c in range(n):
+            enc = base[:d] + (c,) + base[d + 1 :]
+            yield (enc if space.is_valid_encoding(enc) else None), space.names[d], space.dimensions[space.names[d]][c]
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_every_choice_builds_a_model_with_the_predicted_parameter_count(path):
+    spec = load(path)
+    for task in TASKS[spec["family"]]:
+        space = make_space(spec["family"], spec["dimensions"], task, TASK_FIELDS, spec.get("max_params"))
+        built = 0
+        for enc, dim, choice in one_choice_at_a_time(space):
+            if enc is None:
+                continue
+            arch = space.decode(enc)
+            cfg = build_config(spec["family"], arch, TASK_FIELDS)
+            assert getattr(cfg, dim) == choice
+            with torch.device("meta"):
+                model = build_model(cfg, task)
+            assert model.num_parameters() == parameter_count(cfg, task), (task, arch)
+            built += 1
+        assert built >= sum(space.sizes) // 2
+
+
+def test_a_built_model_runs_forward_and_backward():
+    cfg = build_config("bert", {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}, TASK_FIELDS)
+    model = build_model(cfg, "text_classification")
+    out = model(input_ids=torch.randint(0, 500, (2, 8)), labels=torch.tensor([0, 2]))
+    out.loss.backward()
+    assert out.logits.shape == (2, 3)
+
+
+def test_unknown_attribute_for_the_family_is_rejected():
+    with pytest.raises(SpaceError, match=r"\['n_embd'\] are not attributes of a 'bert' config"):
+        make_space("bert", {"n_embd": [32, 64]}, "text_classification", TASK_FIELDS)
+
+
+def test_family_must_fit_the_task_and_exist():
+    with pytest.raises(SpaceError, match="'bert' does not fit task 'language_modeling'"):
+        make_space("bert", {"hidden_size": [32]}, "language_modeling", TASK_FIELDS)
+    with pytest.raises(SpaceError, match="family 'llama3' is not supported"):
+        make_space("llama3", {"hidden_size": [32]}, "language_modeling", TASK_FIELDS)
+
+
+def test_heads_must_divide_hidden_and_budget_is_enforced():
+    space = make_space("bert", {"hidden_size": [30, 32], "num_attention_heads": [4]}, "text_classification", TASK_FIELDS)
+    assert space.violations({"hidden_size": 30, "num_attention_heads": 4}) == ["num_attention_heads divides hidden_size"]
+    assert space.is_valid({"hidden_size": 32, "num_attention_heads": 4})
+    with pytest.raises(SpaceError, match="no architecture satisfying"):
+        make_space("bert", {"hidden_size": [64, 128]}, "text_classification", TASK_FIELDS, max_params=1000)
