@@ -104,7 +104,7 @@ def test_language_modeling_with_gpt2_and_random_strategy(tmp_path, sqlite_uri):
 def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite_uri):
     # "not_an_activation" passes config validation but fails when the model is built.
     config = compose_config([*TINY, "budget=8", "strategy=random", "search_space.dimensions.hidden_act=[gelu,not_an_activation]",
-                             "~search_space.initial", f"tracking.uri={sqlite_uri}"])
+                             "search_space.initial=null", f"tracking.uri={sqlite_uri}"])
     result = run_search(config, tmp_path)
     failed = [e for e in result.history if not e.ok]
     assert failed and len(failed) < len(result.history) == 8
