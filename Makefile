@@ -20,9 +20,10 @@ setup-test: setup
 run: setup
 	$(BIN)/nas $(ARGS)
 
-# pytest exits 5 when it collects no test: that is a failure of the suite here, not a pass.
+# pytest exits 5 when it collects no test: here that is a broken suite, not a pass.
 test: setup-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf outputs/runs outputs/multirun outputs/mlflow.db outputs/mlartifacts

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.config import Config
 from nas.models import build_config, build_model, make_space, parameter_count
@@ -27,7 +28,7 @@ from nas.space import Architecture, SearchSpace
 from nas.strategies import make_strategy
 from nas.tasks import Task, make_task
 from nas.tracking import Tracker
-from nas.train import train_and_evaluate
+from nas.train import resolve_device, train_and_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def build_search_space(config: Config, task: Task) -> SearchSpace:
 def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
     """Run the search ``config`` describes, writing outputs to ``output_dir`` and runs to MLflow."""
     seed_everything(config.seed)
+    resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
     output_dir.mkdir(parents=True, exist_ok=True)
     task = make_task(config.task)
     space = build_search_space(config, task)
@@ -98,7 +100,8 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         run_id = tracker.log_candidate(e, hf_config.to_json_string(use_diff=True) if hf_config is not None else None)
         if e.ok and e.value > best["value"]:
             best.update(value=e.value, hf_config=hf_config, architecture=e.architecture)
-        tracker.log_metrics({"best_reward": best["value"]} if best["value"] > -float("inf") else {}, step=e.index)
+        if best["value"] > -float("inf"):
+            tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
         record = {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
                   "reward": e.value, "metrics": e.info.get("metrics", {}), "num_parameters": e.info.get("num_parameters"),
                   "train_seconds": e.info.get("train_seconds"), "eval_seconds": e.info.get("eval_seconds"),
@@ -115,7 +118,8 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
 
     status = "FAILED"
     try:
-        result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration)
+        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+            result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

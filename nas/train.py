@@ -28,6 +28,7 @@ class TrainerConfig:
     eval_batch_size: int = 256
     log_every: int = 10  # record the training loss every N steps
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
+    device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:1...
 
 
 @dataclass
@@ -38,6 +39,15 @@ class TrainResult:
     eval_seconds: float = 0.0
 
 
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu or auto")
+    return device
+
+
 def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
     """Train ``model`` on the task's training subset, then compute the task's validation metrics.
 
@@ -45,6 +55,8 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * config.max_steps), num_training_steps=config.max_steps)
     batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
@@ -52,7 +64,7 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
     model.train()
     start = time.perf_counter()
     for step in range(1, config.max_steps + 1):
-        loss = model(**next(batches)).loss
+        loss = model(**{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)

@@ -53,9 +53,9 @@ class LanguageModelingTask:
             yield {"input_ids": blocks, "labels": blocks}
 
     def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        total, count = 0.0, 0
+        total, count, device = 0.0, 0, next(model.parameters()).device
         for start in range(0, len(self.val), batch_size):
-            blocks = self.val[start : start + batch_size]
+            blocks = self.val[start : start + batch_size].to(device)
             predicted = blocks[:, 1:].numel()  # the model shifts labels: T - 1 predictions per block
             total += model(input_ids=blocks, labels=blocks).loss.item() * predicted
             count += predicted

@@ -67,12 +67,12 @@ class TextClassificationTask:
             yield self._batch(self.train, idx)
 
     def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        n = len(self.val["labels"])
+        n, device = len(self.val["labels"]), next(model.parameters()).device
         preds = []
         for start in range(0, n, batch_size):
             batch = self._batch(self.val, torch.arange(start, min(start + batch_size, n)))
             batch.pop("labels")
-            preds.append(model(**batch).logits.argmax(-1))
+            preds.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu())
         y_pred, y_true = torch.cat(preds).numpy(), self.val["labels"].numpy()
         return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
 
