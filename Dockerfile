@@ -11,7 +11,7 @@ COPY pyproject.toml README.md ./
 COPY nas ./nas
 COPY conf ./conf
 COPY data ./data
-RUN pip install -e . && useradd --create-home nas && mkdir -p outputs && chown nas outputs
+RUN pip install -e . && useradd --uid 1000 --create-home nas && mkdir -p outputs && chown 1000:1000 outputs
 
-USER nas
+USER 1000:1000
 ENTRYPOINT ["nas"]

@@ -53,7 +53,7 @@ class CandidateObjective:
 
     def __call__(self, architecture: Architecture) -> Outcome:
         hf_config = self.hf_config(architecture)
-        info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name), "hf_config": hf_config}
+        info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name)}
         # Model init is seeded by the architecture, data order by the search seed: a candidate's
         # metric does not depend on when in the search it is evaluated.
         arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
@@ -96,10 +96,13 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     best = {"value": -float("inf")}
 
     def on_evaluation(e: Evaluation) -> None:
-        hf_config = e.info.pop("hf_config", None)
+        try:
+            hf_config = objective.hf_config(e.architecture)
+        except Exception:  # the candidate failed because its config cannot be built
+            hf_config = None
         run_id = tracker.log_candidate(e, hf_config.to_json_string(use_diff=True) if hf_config is not None else None)
         if e.ok and e.value > best["value"]:
-            best.update(value=e.value, hf_config=hf_config, architecture=e.architecture)
+            best.update(value=e.value, hf_config=hf_config)
         if best["value"] > -float("inf"):
             tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
         record = {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
