@@ -1,6 +1,8 @@
 """Tasks on the user's own files (CSV, JSON lines, text) and clear errors on bad data."""
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -62,3 +64,19 @@ def test_language_modeling_from_a_text_file(tmp_path):
     batch = next(task.train_batches(4, torch.Generator().manual_seed(0)))
     assert torch.equal(batch["input_ids"], batch["labels"])
     assert task.config_fields()["eos_token_id"] == task.tokenizer.eos_token_id
+
+
+def test_tokenizer_ids_are_the_same_in_every_process():
+    # Trainers break ties in hash order, which differs between processes (not between runs in one).
+    code = (
+        "import hashlib, sys, pandas as pd; from nas.tasks.tokenizer import train_tokenizer; "
+        "texts = pd.read_csv(sys.argv[1]).text.head(4000).tolist(); "
+        "print([hashlib.sha1(str(sorted(train_tokenizer(k, texts, 2000).get_vocab().items())).encode()).hexdigest() "
+        "for k in ('wordpiece', 'byte_bpe')])"
+    )
+    digests = {
+        subprocess.run([sys.executable, "-c", code, str(DATA_DIR / "rotten_tomatoes" / "train.csv.gz")],
+                       capture_output=True, text=True, check=True).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(digests) == 1, digests

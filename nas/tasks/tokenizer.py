@@ -17,6 +17,11 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedT
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
         tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+        # The trainer breaks frequency ties in hash order, which changes between processes: the token
+        # set is stable but the ids are not. Re-number canonically (specials, then sorted) so that the
+        # same seed gives the same embeddings, hence the same metrics, in every process.
+        learned = sorted(t for t in tok.get_vocab() if t not in special)
+        tok.model = models.WordPiece({t: i for i, t in enumerate([*special, *learned])}, unk_token="[UNK]")
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
         return PreTrainedTokenizerFast(
