@@ -88,7 +88,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
                          tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
                                "output_dir": str(output_dir)})
     if hydra_dir is not None:
-        tracker.log_files(hydra_dir, ".hydra")
+        tracker.log_artifact(hydra_dir, ".hydra")
     candidates_path = output_dir / "candidates.jsonl"
     candidates_path.write_text("")
     total = config.budget or (config.ppo.iterations or 0) * config.ppo.population_size * config.ppo.horizon or None
@@ -133,9 +133,8 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
             best_dir = output_dir / "best"
             best["hf_config"].save_pretrained(best_dir)
             task.tokenizer.save_pretrained(best_dir)
-            tracker.client.log_artifact(tracker.parent_id, str(best_dir / "config.json"), "best")
-        if candidates_path.exists():
-            tracker.client.log_artifact(tracker.parent_id, str(candidates_path))
+            tracker.log_artifact(best_dir / "config.json", "best")
+        tracker.log_artifact(candidates_path)
         tracker.end_search(status)
 
     b = result.best

@@ -72,9 +72,12 @@ class Tracker:
         self._log(self.parent_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flat.items()])
         return self.parent_id
 
-    def log_files(self, local_dir: Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
-        if local_dir.exists():
-            self.client.log_artifacts(run_id or self.parent_id, str(local_dir), artifact_path)
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """A file or a whole folder, as an artifact of the search's parent run."""
+        if path.is_dir():
+            self.client.log_artifacts(self.parent_id, str(path), artifact_path)
+        elif path.exists():
+            self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
     def log_candidate(self, evaluation: Evaluation, hf_config_json: str | None) -> str:
         """A nested child run for one evaluated candidate; returns its run id."""
