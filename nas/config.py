@@ -26,6 +26,7 @@ DATA_DIR = next((p for p in (_PACKAGE / "data", _PACKAGE.parent / "data") if p.i
 class TaskName(str, Enum):
     text_classification = "text_classification"
     language_modeling = "language_modeling"
+    image_classification = "image_classification"
 
 
 class StrategyName(str, Enum):
@@ -36,16 +37,19 @@ class StrategyName(str, Enum):
 @dataclass
 class TaskConfig:
     name: TaskName = MISSING  # which task implementation reads the data and scores a model
-    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text; ${nas_data:...} names a shipped file
+    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text (.npz for images); ${nas_data:...} names a shipped file
     validation_file: str = MISSING
     text_column: str = "text"
-    label_column: Optional[str] = "label"  # classification only
+    label_column: Optional[str] = "label"  # classification only (the label array for images)
     train_size: int = 2000  # the first N training examples (rows) form the training subset
     val_size: int = 500  # the first N validation examples
     max_length: int = 64  # tokens per example (classification) or per block (language modelling)
     tokenizer: str = "wordpiece"  # wordpiece | byte_bpe, trained on the training subset
     vocab_size: int = 4000  # tokenizer vocabulary size
     metric: str = "accuracy"  # the metric the reward comes from (accuracy, macro_f1; perplexity for LM)
+    image_column: str = "image"  # images: the .npz array of images, (N, H, W) or (N, H, W, C) or (N, C, H, W)
+    image_size: int = 28  # images: height = width in pixels; other sizes are an error
+    num_channels: int = 1  # images: 1 (grey) or 3 (RGB)
 
 
 @dataclass

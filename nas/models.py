@@ -12,11 +12,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PretrainedConfig
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    PretrainedConfig,
+)
 
 from nas.space import Architecture, Constraint, SearchSpace, SpaceError
 
-AUTO_MODELS = {"text_classification": AutoModelForSequenceClassification, "language_modeling": AutoModelForCausalLM}
+AUTO_MODELS = {
+    "text_classification": AutoModelForSequenceClassification,
+    "language_modeling": AutoModelForCausalLM,
+    "image_classification": AutoModelForImageClassification,
+}
 
 
 def _layer_params(h: int, i: int) -> int:
@@ -43,16 +53,33 @@ def _gpt2_params(cfg: PretrainedConfig, task: str) -> int:
     return n
 
 
+def _vit_params(cfg: PretrainedConfig, task: str) -> int:
+    h, p = cfg.hidden_size, cfg.patch_size
+    patches = (cfg.image_size // p) ** 2
+    embeddings = h + (patches + 1) * h + cfg.num_channels * p * p * h + h  # cls token, positions, patch projection
+    n = embeddings + cfg.num_hidden_layers * _layer_params(h, cfg.intermediate_size) + 2 * h
+    return n + h * cfg.num_labels + cfg.num_labels  # classifier on the [CLS] token, no pooler
+
+
+# (name, check on the built config): what transformers does not validate itself.
+HEADS_DIVIDE_HIDDEN = ("num_attention_heads divides hidden_size", lambda c: c.hidden_size % c.num_attention_heads == 0)
+PATCH_DIVIDES_IMAGE = ("patch_size divides image_size", lambda c: c.image_size % c.patch_size == 0)
+
+
 @dataclass(frozen=True)
 class Family:
     model_type: str
     tasks: tuple[str, ...]  # tasks whose Auto class has a head for this family
     parameter_count: Callable[[PretrainedConfig, str], int]  # exact count of the task model, no build needed
+    constraints: tuple[tuple[str, Callable[[PretrainedConfig], bool]], ...] = (HEADS_DIVIDE_HIDDEN,)
 
 
 FAMILIES: dict[str, Family] = {
     "bert": Family("bert", ("text_classification",), _bert_params),
     "gpt2": Family("gpt2", ("text_classification", "language_modeling"), _gpt2_params),
+    # ViT silently shrinks the attention width when heads do not divide the hidden size, and
+    # never checks that patches tile the image: both are constraints of the space.
+    "vit": Family("vit", ("image_classification",), _vit_params, (HEADS_DIVIDE_HIDDEN, PATCH_DIVIDES_IMAGE)),
 }
 
 
@@ -94,14 +121,13 @@ def make_space(
     name: str = "space",
 ) -> SearchSpace:
     """A validated search space for ``model_type`` on ``task``; raises SpaceError naming what is wrong."""
-    get_family(model_type, task)
+    family = get_family(model_type, task)
     validate_attributes(model_type, list(dimensions), f"search_space.dimensions of '{name}'")
 
-    def heads_divide_hidden(arch: Architecture) -> bool:
-        cfg = build_config(model_type, arch, fixed)
-        return cfg.hidden_size % cfg.num_attention_heads == 0
+    def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:
+        return lambda arch: check(build_config(model_type, arch, fixed))
 
-    constraints = [Constraint("num_attention_heads divides hidden_size", heads_divide_hidden)]
+    constraints = [Constraint(label, on_config(check)) for label, check in family.constraints]
     if max_params is not None:
         def within_budget(arch: Architecture) -> bool:
             return parameter_count(build_config(model_type, arch, fixed), task) <= max_params

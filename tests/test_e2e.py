@@ -103,6 +103,16 @@ def test_language_modeling_with_gpt2_and_random_strategy(tmp_path, sqlite_uri):
     assert AutoConfig.from_pretrained(tmp_path / "best").model_type == "gpt2"
 
 
+def test_image_classification_with_vit(tmp_path, sqlite_uri):
+    config = compose_config([*TINY, "task=image_classification", "search_space=vit_small", f"tracking.uri={sqlite_uri}"])
+    result = run_search(config, tmp_path)
+    assert len(result.history) == 5 and all(e.ok for e in result.history)
+    assert all(28 % e.architecture["patch_size"] == 0 for e in result.history)
+    config = AutoConfig.from_pretrained(tmp_path / "best")
+    assert (config.model_type, config.image_size, config.num_labels) == ("vit", 28, 10)
+    assert (tmp_path / "best" / "preprocessor_config.json").is_file()
+
+
 def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite_uri):
     # "not_an_activation" passes config validation but fails when the model is built.
     config = compose_config([*TINY, "budget=8", "strategy=random", "search_space.dimensions.hidden_act=[gelu,not_an_activation]",

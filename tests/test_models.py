@@ -12,7 +12,8 @@ from nas.space import SpaceError
 
 SPACES = sorted((Path(CONF_DIR) / "search_space").glob("*.yaml"))
 TASK_FIELDS = {"vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "num_labels": 3}
-TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"]}
+TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"], "vit": ["image_classification"]}
+IMAGE_FIELDS = {"image_size": 28, "num_channels": 1, "num_labels": 10}
 
 
 def load(path):
@@ -31,14 +32,15 @@ def one_choice_at_a_time(space):
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_choice_builds_a_model_with_the_predicted_parameter_count(path):
     spec = load(path)
+    fields = IMAGE_FIELDS if spec["family"] == "vit" else TASK_FIELDS
     for task in TASKS[spec["family"]]:
-        space = make_space(spec["family"], spec["dimensions"], task, TASK_FIELDS, spec.get("max_params"))
+        space = make_space(spec["family"], spec["dimensions"], task, fields, spec.get("max_params"))
         built = 0
         for enc, dim, choice in one_choice_at_a_time(space):
             if enc is None:
                 continue
             arch = space.decode(enc)
-            cfg = build_config(spec["family"], arch, TASK_FIELDS)
+            cfg = build_config(spec["family"], arch, fields)
             assert getattr(cfg, dim) == choice
             with torch.device("meta"):
                 model = build_model(cfg, task)
@@ -73,3 +75,10 @@ def test_heads_must_divide_hidden_and_budget_is_enforced():
     assert space.is_valid({"hidden_size": 32, "num_attention_heads": 4})
     with pytest.raises(SpaceError, match="no architecture satisfying"):
         make_space("bert", {"hidden_size": [64, 128]}, "text_classification", TASK_FIELDS, max_params=1000)
+
+
+def test_vit_patches_must_tile_the_image():
+    dims = {"patch_size": [4, 5, 7], "hidden_size": [32], "num_attention_heads": [2]}
+    space = make_space("vit", dims, "image_classification", IMAGE_FIELDS)
+    assert space.violations({"patch_size": 5, "hidden_size": 32, "num_attention_heads": 2}) == ["patch_size divides image_size"]
+    assert space.is_valid({"patch_size": 7, "hidden_size": 32, "num_attention_heads": 2})

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -80,3 +81,25 @@ def test_tokenizer_ids_are_the_same_in_every_process():
         for _ in range(2)
     }
     assert len(digests) == 1, digests
+
+
+def image_task(train, val, **kw):
+    from nas.tasks import ImageClassificationTask
+
+    args = dict(image_column="image", label_column="label", train_size=50, val_size=20, image_size=28, num_channels=1, metric="accuracy")
+    return ImageClassificationTask(str(train), str(val), **{**args, **kw})
+
+
+def test_images_from_npz_and_their_checks(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rgb.npz", pics=rng.integers(0, 255, (30, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 3, 30))
+    task = image_task(tmp_path / "rgb.npz", tmp_path / "rgb.npz", image_column="pics", label_column="y", image_size=16, num_channels=3)
+    assert task.train["pixel_values"].shape == (30, 3, 16, 16)
+    assert task.config_fields()["num_channels"] == 3
+    with pytest.raises(DataError, match=r"holds images of shape \(3, 16, 16\).*but the task says \(3, 28, 28\)"):
+        image_task(tmp_path / "rgb.npz", tmp_path / "rgb.npz", image_column="pics", label_column="y", num_channels=3)
+    with pytest.raises(DataError, match=r"has no array \['image'\]"):
+        image_task(tmp_path / "rgb.npz", tmp_path / "rgb.npz", label_column="y")
+    np.savez(tmp_path / "empty.npz", image=np.zeros((0, 28, 28), np.uint8), label=np.zeros(0))
+    with pytest.raises(DataError, match="task.validation_file: '.*empty.npz' has no images"):
+        image_task(DATA_DIR / "fashion_mnist" / "train.npz", tmp_path / "empty.npz")

@@ -160,13 +160,11 @@ class PPOStrategy:
         next_values = torch.cat([b["value"][1:], torch.zeros(1)]) * (1 - b["done"])
         advantages, returns = gae(b["reward"], b["value"], b["done"], next_values, c.gamma, c.gae_lambda)
         n = len(advantages)
-        minibatch_size = max(1, n // c.num_minibatches)
         params = [*self.policy.parameters(), *self.value.parameters()]
-        clipfracs, approx_kl, pg_loss, v_loss, entropy = [], torch.zeros(()), torch.zeros(()), torch.zeros(()), torch.zeros(())
+        log: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
         for _ in range(c.update_epochs):
-            order = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, minibatch_size):
-                mb = order[start : start + minibatch_size]
+            # Equal-sized minibatches: a leftover minibatch of one would have its normalised advantage zeroed.
+            for mb in torch.tensor_split(torch.randperm(n, generator=self.generator), min(c.num_minibatches, n)):
                 dist = self.policy.distribution(b["obs"][mb], b["mask"][mb])
                 newlogprob, entropy = dist.log_prob(b["action"][mb]), dist.entropy().mean()
                 mb_adv = normalize(advantages[mb]) if c.norm_adv else advantages[mb]
@@ -177,8 +175,8 @@ class PPOStrategy:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                pg_loss, approx_kl = pl.loss, pl.approx_kl
-                clipfracs.append(float(pl.clipfrac))
+                for k, v in (("policy_loss", pl.loss), ("value_loss", v_loss), ("entropy", entropy), ("approx_kl", pl.approx_kl), ("clipfrac", pl.clipfrac)):
+                    log[k].append(float(v.detach()))
         self.iteration_stats.append(
             {
                 "iteration": self.iteration,
@@ -187,11 +185,7 @@ class PPOStrategy:
                 "episode_return_mean": float(np.mean(self._returns)),
                 "episode_return_max": float(np.max(self._returns)),
                 "best_value": self.incumbent[1] if self.incumbent else float("nan"),
-                "policy_loss": float(pg_loss.detach()),
-                "value_loss": float(v_loss.detach()),
-                "entropy": float(entropy.detach()),
-                "approx_kl": float(approx_kl),
-                "clipfrac": float(np.mean(clipfracs)),
+                **{k: float(np.mean(v)) for k, v in log.items()},  # means over the update's minibatches
                 "explained_variance": explained_variance(b["value"], returns),
                 "transitions": n,
             }

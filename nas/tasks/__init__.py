@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from nas.tasks.base import Task
 from nas.tasks.data import DataError
+from nas.tasks.image_classification import ImageClassificationTask
 from nas.tasks.language_modeling import LanguageModelingTask
 from nas.tasks.text_classification import TextClassificationTask
 
-TASKS = {"text_classification": TextClassificationTask, "language_modeling": LanguageModelingTask}
+TASKS = {"text_classification": TextClassificationTask, "language_modeling": LanguageModelingTask, "image_classification": ImageClassificationTask}
 
-__all__ = ["TASKS", "DataError", "LanguageModelingTask", "Task", "TextClassificationTask", "make_task"]
+__all__ = ["TASKS", "DataError", "ImageClassificationTask", "LanguageModelingTask", "Task", "TextClassificationTask", "make_task"]
 
 
 def make_task(config) -> Task:
     """The task a TaskConfig describes; reads and checks its data files (cheap) and trains its tokenizer."""
     name = getattr(config.name, "value", config.name)
+    if name == "image_classification":
+        return ImageClassificationTask(
+            train_file=config.train_file, validation_file=config.validation_file, image_column=config.image_column,
+            label_column=config.label_column, train_size=config.train_size, val_size=config.val_size,
+            image_size=config.image_size, num_channels=config.num_channels, metric=config.metric,
+        )
     common = dict(
         train_file=config.train_file, validation_file=config.validation_file, text_column=config.text_column,
         train_size=config.train_size, val_size=config.val_size, max_length=config.max_length,

@@ -11,7 +11,7 @@ import torch
 class Task(Protocol):
     name: str  # also the key of the Auto model class (nas.models.AUTO_MODELS)
     metric: str  # the validation metric the reward comes from
-    tokenizer: Any  # a transformers tokenizer, saved next to the best architecture
+    preprocessor: Any  # a transformers tokenizer or image processor, saved next to the best architecture
 
     def config_fields(self) -> dict[str, Any]:
         """Task-derived config attributes: vocabulary size, special token ids, labels, positions."""

@@ -37,6 +37,10 @@ class LanguageModelingTask:
             raise DataError(f"{key}: fewer than {self.block_size} tokens; lower task.max_length or add text")
         return torch.tensor(ids[: n * self.block_size]).view(n, self.block_size)
 
+    @property
+    def preprocessor(self):
+        return self.tokenizer
+
     def config_fields(self) -> dict[str, Any]:
         tok = self.tokenizer
         return {

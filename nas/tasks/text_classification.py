@@ -43,6 +43,10 @@ class TextClassificationTask:
         enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": torch.tensor(labels)}
 
+    @property
+    def preprocessor(self):
+        return self.tokenizer
+
     def config_fields(self) -> dict[str, Any]:
         tok = self.tokenizer
         return {

@@ -1,0 +1,96 @@
+"""Image classification: arrays of images and labels (.npz), accuracy and macro-F1 on the validation set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import ViTImageProcessorPil
+
+from nas.tasks.base import epoch_batches
+from nas.tasks.data import DataError
+
+METRICS = ("accuracy", "macro_f1")
+
+
+def read_images(path: str, image_key: str, label_key: str, n: int, image_size: int, num_channels: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images as (N, C, H, W) uint8 and their labels; checks shape against the task."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{key}: data file '{file}' does not exist")
+    if file.suffix != ".npz":
+        raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{image_key}' and '{label_key}')")
+    with np.load(file) as arrays:
+        missing = [k for k in (image_key, label_key) if k not in arrays.files]
+        if missing:
+            raise DataError(f"{key}: '{file}' has no array {missing} (arrays: {arrays.files})")
+        images, labels = arrays[image_key][:n], arrays[label_key][:n]
+    if len(images) == 0:
+        raise DataError(f"{key}: '{file}' has no images")
+    if images.ndim == 3:  # (N, H, W): one channel
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    expected = (num_channels, image_size, image_size)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise DataError(f"{key}: '{file}' holds images of shape {images.shape[1:]} (C, H, W), but the task says {expected} "
+                        f"(task.num_channels, task.image_size)")
+    if len(labels) != len(images):
+        raise DataError(f"{key}: '{file}' has {len(images)} images but {len(labels)} labels")
+    return images, labels
+
+
+class ImageClassificationTask:
+    name = "image_classification"
+
+    def __init__(self, train_file: str, validation_file: str, image_column: str, label_column: str, train_size: int,
+                 val_size: int, image_size: int, num_channels: int, metric: str):
+        if metric not in METRICS:
+            raise ValueError(f"task.metric '{metric}' is not an image_classification metric; choose one of {list(METRICS)}")
+        self.metric = metric
+        self.image_size, self.num_channels = image_size, num_channels
+        train_x, train_y = read_images(train_file, image_column, label_column, train_size, image_size, num_channels, "task.train_file")
+        val_x, val_y = read_images(validation_file, image_column, label_column, val_size, image_size, num_channels, "task.validation_file")
+        self.labels = sorted(np.unique(train_y).tolist())
+        unseen = sorted(set(np.unique(val_y).tolist()) - set(self.labels))
+        if unseen:
+            raise DataError(f"task.validation_file: labels {unseen} do not occur in the training subset")
+        label_id = {label: i for i, label in enumerate(self.labels)}
+        # Normalise with the training subset's statistics: no per-dataset constants in the config.
+        train_f = torch.from_numpy(train_x).float() / 255
+        self.mean, self.std = train_f.mean().item(), train_f.std().item() or 1.0
+        self.train = {"pixel_values": (train_f - self.mean) / self.std, "labels": torch.tensor([label_id[y] for y in train_y.tolist()])}
+        self.val = {"pixel_values": (torch.from_numpy(val_x).float() / 255 - self.mean) / self.std,
+                    "labels": torch.tensor([label_id[y] for y in val_y.tolist()])}
+        # Saved beside the best architecture: the same rescale and normalisation for inference.
+        self.preprocessor = ViTImageProcessorPil(
+            do_resize=True, size={"height": image_size, "width": image_size}, do_rescale=True,
+            image_mean=[self.mean] * num_channels, image_std=[self.std] * num_channels,
+        )
+
+    def config_fields(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "num_channels": self.num_channels,
+            "num_labels": len(self.labels),
+            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
+            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+        }
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
+            yield {k: v[idx] for k, v in self.train.items()}
+
+    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        device = next(model.parameters()).device
+        pixels = self.val["pixel_values"]
+        preds = [model(pixel_values=pixels[i : i + batch_size].to(device)).logits.argmax(-1).cpu() for i in range(0, len(pixels), batch_size)]
+        y_pred, y_true = torch.cat(preds).numpy(), self.val["labels"].numpy()
+        return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+
+    def reward(self, metrics: dict[str, float]) -> float:
+        return metrics[self.metric]
