@@ -11,7 +11,6 @@ import json
 import logging
 import random
 import zlib
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
