@@ -66,9 +66,9 @@ class CandidateObjective:
         return Outcome(self.task.reward(trained.metrics), "ok", None, info)
 
 
-def build_search_space(config: Config, task: Task) -> SearchSpace:
+def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> SearchSpace:
     s = config.search_space
-    return make_space(s.family, s.dimensions, task.name, {**task.config_fields(), **s.fixed}, s.max_params, name=s.family)
+    return make_space(s.family, s.dimensions, task.name, fixed, s.max_params, name=s.family)
 
 
 def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
@@ -77,9 +77,9 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
     output_dir.mkdir(parents=True, exist_ok=True)
     task = make_task(config.task)
-    space = build_search_space(config, task)
-    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=config.ppo, initial=config.search_space.initial)
     objective = CandidateObjective(task, config)
+    space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
+    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=config.ppo, initial=config.search_space.initial)
 
     tracker = Tracker(config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location)
     run_name = config.tracking.run_name or f"{config.strategy.value}-{task.name}-seed{config.seed}"
