@@ -7,15 +7,20 @@ architecture's values are exactly what lands in ``config.json``.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForAudioClassification,
     AutoModelForCausalLM,
     AutoModelForImageClassification,
+    AutoModelForMaskedLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     PretrainedConfig,
 )
@@ -26,7 +31,11 @@ AUTO_MODELS = {
     "text_classification": AutoModelForSequenceClassification,
     "language_modeling": AutoModelForCausalLM,
     "image_classification": AutoModelForImageClassification,
+    "translation": AutoModelForSeq2SeqLM,
+    "audio_classification": AutoModelForAudioClassification,
 }
+# Self-supervised objectives for pre-training (trainer.pretrain): masked LM for encoders, causal LM for decoders.
+PRETRAIN_MODELS = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}
 
 
 def _layer_params(h: int, i: int) -> int:
@@ -61,25 +70,55 @@ def _vit_params(cfg: PretrainedConfig, task: str) -> int:
     return n + h * cfg.num_labels + cfg.num_labels  # classifier on the [CLS] token, no pooler
 
 
+@functools.lru_cache(maxsize=4096)
+def _meta_params(config_json: str, model_type: str, task: str) -> int:
+    # Families without a closed form: build on the meta device (no memory, ~10-30 ms), once per config.
+    fields = json.loads(config_json)
+    fields.pop("model_type", None)
+    config = AutoConfig.for_model(model_type, **fields)
+    with torch.device("meta"):
+        return build_model(config, task).num_parameters()
+
+
+def _built_params(cfg: PretrainedConfig, task: str) -> int:
+    return _meta_params(cfg.to_json_string(use_diff=True), cfg.model_type, task)
+
+
 # (name, check on the built config): what transformers does not validate itself.
 HEADS_DIVIDE_HIDDEN = ("num_attention_heads divides hidden_size", lambda c: c.hidden_size % c.num_attention_heads == 0)
 PATCH_DIVIDES_IMAGE = ("patch_size divides image_size", lambda c: c.image_size % c.patch_size == 0)
+HEADS_DIVIDE_D_MODEL = (
+    "encoder and decoder attention heads divide d_model",
+    lambda c: c.d_model % c.encoder_attention_heads == 0 and c.d_model % c.decoder_attention_heads == 0,
+)
+PATCH_FITS_SPECTROGRAM = (
+    "patch_size fits the spectrogram (at most num_mel_bins and max_length)",
+    lambda c: c.patch_size <= min(c.num_mel_bins, c.max_length),
+)
 
 
 @dataclass(frozen=True)
 class Family:
     model_type: str
     tasks: tuple[str, ...]  # tasks whose Auto class has a head for this family
-    parameter_count: Callable[[PretrainedConfig, str], int]  # exact count of the task model, no build needed
+    parameter_count: Callable[[PretrainedConfig, str], int] = _built_params  # exact count of the task model
     constraints: tuple[tuple[str, Callable[[PretrainedConfig], bool]], ...] = (HEADS_DIVIDE_HIDDEN,)
+    pretraining: Optional[str] = None  # self-supervised objective for trainer.pretrain: mlm | clm
 
 
 FAMILIES: dict[str, Family] = {
-    "bert": Family("bert", ("text_classification",), _bert_params),
-    "gpt2": Family("gpt2", ("text_classification", "language_modeling"), _gpt2_params),
+    "bert": Family("bert", ("text_classification",), _bert_params, pretraining="mlm"),
+    "gpt2": Family("gpt2", ("text_classification", "language_modeling"), _gpt2_params, pretraining="clm"),
     # ViT silently shrinks the attention width when heads do not divide the hidden size, and
     # never checks that patches tile the image: both are constraints of the space.
     "vit": Family("vit", ("image_classification",), _vit_params, (HEADS_DIVIDE_HIDDEN, PATCH_DIVIDES_IMAGE)),
+    # T5's attention width is num_heads * d_kv, independent of d_model: nothing to check.
+    "t5": Family("t5", ("translation",), constraints=()),
+    "bart": Family("bart", ("translation",), constraints=(HEADS_DIVIDE_D_MODEL,)),
+    "marian": Family("marian", ("translation",), constraints=(HEADS_DIVIDE_D_MODEL,)),
+    "audio-spectrogram-transformer": Family(
+        "audio-spectrogram-transformer", ("audio_classification",), constraints=(HEADS_DIVIDE_HIDDEN, PATCH_FITS_SPECTROGRAM)
+    ),
 }
 
 
@@ -99,6 +138,15 @@ def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mappin
 
 def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
     return AUTO_MODELS[task].from_config(config)
+
+
+def build_pretraining_model(config: PretrainedConfig) -> tuple[str, torch.nn.Module]:
+    """The family's self-supervised model (objective, model) on the same config; its body is then fine-tuned."""
+    objective = get_family(config.model_type).pretraining
+    if objective is None:
+        raise SpaceError(f"trainer.pretrain: family '{config.model_type}' has no self-supervised objective "
+                         f"(families that have one: {sorted(k for k, f in FAMILIES.items() if f.pretraining)})")
+    return objective, PRETRAIN_MODELS[objective].from_config(config)
 
 
 def parameter_count(config: PretrainedConfig, task: str) -> int:

@@ -7,9 +7,12 @@ already evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
+import re
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,15 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.config import Config
-from nas.models import build_config, build_model, make_space, parameter_count
+from nas.models import build_config, build_model, build_pretraining_model, get_family, make_space, parameter_count
+from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
 from nas.search import Evaluation, Outcome, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace
 from nas.strategies import make_strategy
+from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
-from nas.tracking import Tracker
-from nas.train import resolve_device, train_and_evaluate
+from nas.tracking import Tracker, download_run_artifact
+from nas.train import fit, resolve_device, train_and_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +46,12 @@ def seed_everything(seed: int) -> None:
 class CandidateObjective:
     """Builds, trains and scores one architecture. The metric depends only on (seed, architecture)."""
 
-    def __init__(self, task: Task, config: Config):
+    def __init__(self, task: Task, config: Config, corpus: PretrainingCorpus | None = None):
         self.task = task
         self.config = config
         self.model_type = config.search_space.family
         self.fixed = {**task.config_fields(), **config.search_space.fixed}
+        self.corpus = corpus  # set: pre-train on it, then fine-tune (trainer.pretrain)
 
     def hf_config(self, architecture: Architecture):
         return build_config(self.model_type, architecture, self.fixed)
@@ -58,7 +64,10 @@ class CandidateObjective:
         arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
         torch.manual_seed((self.config.seed * 1_000_003 + arch_seed) % 2**63)
         try:
-            model = build_model(hf_config, self.task.name)
+            if self.corpus is not None:
+                model = self._pretrained_model(hf_config, info)
+            else:
+                model = build_model(hf_config, self.task.name)
             trained = train_and_evaluate(model, self.task, self.config.trainer, data_seed=self.config.seed)
         except Exception as exc:  # recorded as a failed candidate; the search goes on
             return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", info)
@@ -66,9 +75,47 @@ class CandidateObjective:
         return Outcome(self.task.reward(trained.metrics), "ok", None, info)
 
 
+    def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
+        """Stage one: self-supervised training of the body on the corpus; returns the task model holding that body."""
+        trainer = self.config.trainer
+        if trainer.num_threads:
+            torch.set_num_threads(trainer.num_threads)
+        objective, pretrained = build_pretraining_model(hf_config)
+        pretrained.to(resolve_device(trainer.device))
+        batches = self.corpus.batches(objective, seed=self.config.seed)
+        losses, seconds = fit(pretrained, batches, trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
+        info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
+        model = build_model(hf_config, self.task.name)
+        transfer_body(pretrained, model)
+        return model
+
+
 def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> SearchSpace:
     s = config.search_space
     return make_space(s.family, s.dimensions, task.name, fixed, s.max_params, name=s.family)
+
+
+CONTROLLER_FILE = "controller.pt"
+_RUN_ID = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
+
+
+def resolve_controller(init_from: str, tracking_uri: str) -> str:
+    """``ppo.init_from`` as a local file: a controller.pt, a search's output directory, or an MLflow run id (runs:/<id>)."""
+    path = Path(init_from)
+    if path.is_file():
+        return str(path)
+    if path.is_dir():
+        if not (path / CONTROLLER_FILE).is_file():
+            raise ControllerError(f"ppo.init_from: directory '{path}' has no {CONTROLLER_FILE} (was it a PPO search?)")
+        return str(path / CONTROLLER_FILE)
+    match = _RUN_ID.match(init_from)
+    if match is None:
+        raise ControllerError(f"ppo.init_from: '{init_from}' is not a controller file, a search output directory or an MLflow run id")
+    try:
+        local = download_run_artifact(tracking_uri, match.group(1), CONTROLLER_FILE, Path(tempfile.mkdtemp(prefix="nas-controller-")))
+    except Exception as exc:
+        raise ControllerError(f"ppo.init_from: cannot fetch {CONTROLLER_FILE} of MLflow run '{match.group(1)}' from {tracking_uri}: {exc}") from exc
+    return str(local)
 
 
 def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
@@ -76,10 +123,24 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     seed_everything(config.seed)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
     output_dir.mkdir(parents=True, exist_ok=True)
-    task = make_task(config.task)
-    objective = CandidateObjective(task, config)
+    pretrain = config.trainer.pretrain
+    corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
+    task = make_task(config.task, tokenizer_texts=corpus_texts)
+    corpus = None
+    if corpus_texts:
+        objective_name = get_family(config.search_space.family).pretraining
+        if objective_name is None:
+            raise ValueError(f"trainer.pretrain.steps={pretrain.steps}: search_space.family '{config.search_space.family}' "
+                             "has no self-supervised objective here (bert: masked LM, gpt2: causal LM)")
+        corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
+        corpus.check(objective_name)
+    objective = CandidateObjective(task, config, corpus)
     space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
-    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=config.ppo, initial=config.search_space.initial)
+    ppo = config.ppo
+    if ppo.init_from and config.strategy.value == "ppo":
+        ppo = dataclasses.replace(ppo, init_from=resolve_controller(ppo.init_from, config.tracking.uri))
+    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=ppo, initial=config.search_space.initial)
+    controller_path = output_dir / CONTROLLER_FILE
 
     tracker = Tracker(config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location)
     run_name = config.tracking.run_name or f"{config.strategy.value}-{task.name}-seed{config.seed}"
@@ -107,6 +168,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         record = {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
                   "reward": e.value, "metrics": e.info.get("metrics", {}), "num_parameters": e.info.get("num_parameters"),
                   "train_seconds": e.info.get("train_seconds"), "eval_seconds": e.info.get("eval_seconds"),
+                  "pretrain_seconds": e.info.get("pretrain_seconds"),
                   "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
                   "error": e.error, "mlflow_run_id": run_id}
         with candidates_path.open("a") as f:
@@ -115,6 +177,8 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         progress.update()
 
     def on_iteration(stats: dict[str, Any]) -> None:
+        if hasattr(strategy, "save_controller"):  # after every update: a later search can warm-start from it
+            strategy.save_controller(controller_path)
         tracker.log_metrics({k: v for k, v in stats.items() if k != "iteration" and np.isfinite(v)}, step=stats["iteration"])
         log.info("iteration %d: %s", stats["iteration"], ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if k != "iteration"))
 
@@ -134,6 +198,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
             task.preprocessor.save_pretrained(best_dir)
             tracker.log_artifact(best_dir / "config.json", "best")
         tracker.log_artifact(candidates_path)
+        tracker.log_artifact(controller_path)
         tracker.end_search(status)
 
     b = result.best

@@ -53,6 +53,7 @@ class Evaluation:
 class SearchResult:
     history: list[Evaluation]
     iterations: list[dict[str, Any]] = field(default_factory=list)
+    strategy: Strategy | None = None  # e.g. to save a PPO controller: result.strategy.save_controller(path)
 
     @property
     def best(self) -> Evaluation | None:
@@ -105,7 +106,7 @@ def run_loop(
         raise ValueError(f"budget must be >= 1, got {budget}")
     # A converged policy may keep proposing cached architectures: bound the asks, not just the evaluations.
     max_proposals = max_proposals or (10 * budget + 100 if budget else None)
-    result = SearchResult(history=[], iterations=strategy.iteration_stats)
+    result = SearchResult(history=[], iterations=strategy.iteration_stats, strategy=strategy)
     cache: dict[str, Evaluation] = {}
     reported, proposals = 0, 0
     while budget is None or len(result.history) < budget:

@@ -53,6 +53,14 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def download_run_artifact(uri: str, run_id: str, artifact_path: str, dst_dir: Path) -> Path:
+    """A file logged to run ``run_id`` in the store at ``uri``, downloaded into ``dst_dir``."""
+    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    client.get_run(run_id)  # raises a clear MlflowException when the run does not exist
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
+
+
 class Tracker:
     def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None):
         self.uri = resolve_uri(uri)
@@ -94,9 +102,10 @@ class Tracker:
         info = e.info
         metrics = [Metric(k, float(v), ts, 0) for k, v in info.get("metrics", {}).items()]
         scalars = {"reward": e.value, "num_parameters": info.get("num_parameters"), "train_seconds": info.get("train_seconds"),
-                   "eval_seconds": info.get("eval_seconds"), "seconds": e.seconds}
+                   "eval_seconds": info.get("eval_seconds"), "pretrain_seconds": info.get("pretrain_seconds"), "seconds": e.seconds}
         metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
         metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
+        metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one
         params = [Param(k, str(v)) for k, v in e.architecture.items()]
         self._log(run_id, metrics=metrics, params=params)
         if hf_config_json:

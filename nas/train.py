@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,6 +16,19 @@ import torch
 from transformers import get_scheduler
 
 from nas.tasks.base import Task
+
+
+@dataclass
+class PretrainConfig:
+    """Optional first stage: self-supervised pre-training on unlabelled text (masked LM or causal LM, per family)."""
+
+    steps: int = 0  # optimizer steps of pre-training per candidate; 0 = fine-tune from scratch
+    corpus_file: Optional[str] = None  # unlabelled text (CSV / JSON lines / Parquet / .txt); the tokenizer learns from it too
+    text_column: str = "text"
+    corpus_size: int = 20000  # the first N rows of the corpus
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    mlm_probability: float = 0.15  # share of tokens masked (masked-LM families)
 
 
 @dataclass
@@ -29,6 +43,7 @@ class TrainerConfig:
     log_every: int = 10  # record the training loss every N steps
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
     device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:1...
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 @dataclass
@@ -48,22 +63,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
-    """Train ``model`` on the task's training subset, then compute the task's validation metrics.
+def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps: int, learning_rate: float,
+        config: TrainerConfig) -> tuple[list[tuple[int, float]], float]:
+    """``steps`` AdamW steps (linear warm-up and decay) on ``batches``; returns ((step, loss) every log_every, seconds).
 
     Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
     """
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * config.max_steps), num_training_steps=config.max_steps)
-    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * steps), num_training_steps=steps)
     losses: list[tuple[int, float]] = []
     model.train()
     start = time.perf_counter()
-    for step in range(1, config.max_steps + 1):
+    for step in range(1, steps + 1):
         loss = model(**{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
@@ -72,9 +84,18 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
-        if step % config.log_every == 0 or step == config.max_steps:
+        if step % config.log_every == 0 or step == steps:
             losses.append((step, loss.item()))
-    train_seconds = time.perf_counter() - start
+    return losses, time.perf_counter() - start
+
+
+def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
+    """Train ``model`` on the task's training subset, then compute the task's validation metrics."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    model.to(resolve_device(config.device))
+    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
+    losses, train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config)
     start = time.perf_counter()
     model.eval()
     with torch.no_grad():

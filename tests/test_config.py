@@ -12,6 +12,8 @@ from nas.train import TrainerConfig
 
 from .conftest import compose_config
 
+# The space `nas task=<task>` searches when no search_space is named.
+TASK_SPACES = {"text_classification": "bert", "language_modeling": "gpt2", "image_classification": "vit"}
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
 PAIRS = {"gpt2_small": "language_modeling", "vit_small": "image_classification"}  # options that need another group's option to make sense
 
@@ -21,8 +23,6 @@ def test_every_option_composes_and_converts_to_typed_objects(group, option):
     overrides = [f"{group}={option}"]
     if group == "search_space" and option in PAIRS:
         overrides.append(f"task={PAIRS[option]}")
-    if group == "task" and option == "image_classification":
-        overrides.append("search_space=vit_small")
     config = compose_config(overrides)
     assert isinstance(config, Config)
     assert isinstance(config.ppo, PPOConfig) and isinstance(config.trainer, TrainerConfig)
@@ -63,3 +63,13 @@ def test_unknown_group_option_fails_naming_it():
     with pytest.raises(ConfigCompositionException, match="search_space.*bert_huge|bert_huge"):
         compose_config(["search_space=bert_huge"])
 
+
+
+@pytest.mark.parametrize("task, family", TASK_SPACES.items())
+def test_a_task_alone_picks_a_fitting_space_and_the_command_line_wins(task, family):
+    assert compose_config([f"task={task}"]).search_space.family == family
+    assert compose_config([f"task={task}", "search_space=gpt2_small"]).search_space.family == "gpt2"
+
+
+def test_every_task_option_has_a_default_space():
+    assert set(GROUPS["task"]) == set(TASK_SPACES)

@@ -11,6 +11,8 @@ clipped surrogate, value loss, entropy bonus, minibatch epochs, gradient clippin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -39,6 +41,44 @@ class PPOConfig:
     hidden_size: int = 64  # width of the policy and value MLPs
     failure_reward: float = -1.0  # reward for reaching an architecture whose evaluation failed
     max_idle_episodes: int = 1000  # consecutive episodes that stop at once before the strategy gives up
+    init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
+
+
+CONTROLLER_FORMAT = "nas-ppo-controller/1"
+
+
+class ControllerError(ValueError):
+    """A warm-start controller that is missing, not a controller, or made for another search space."""
+
+
+def load_controller(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ControllerError(f"ppo.init_from: controller file '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
+    except Exception as exc:
+        raise ControllerError(f"ppo.init_from: '{path}' is not a readable controller checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CONTROLLER_FORMAT:
+        raise ControllerError(f"ppo.init_from: '{path}' is not a nas PPO controller (no '{CONTROLLER_FORMAT}' format tag)")
+    return state
+
+
+def controller_mismatch(state: dict[str, Any], space: SearchSpace, config: PPOConfig) -> list[str]:
+    """What differs between a saved controller and this search; empty when it can be loaded."""
+    saved: dict[str, list] = state["dimensions"]
+    problems = [f"dimension '{d}' is not in this search space" for d in saved if d not in space.names]
+    problems += [f"dimension '{d}' is not in the saved controller" for d in space.names if d not in saved]
+    problems += [
+        f"dimension '{d}' has choices {list(space.dimensions[d])} here but {saved[d]} in the controller"
+        for d in space.names if d in saved and list(space.dimensions[d]) != list(saved[d])
+    ]
+    if list(saved) != list(space.names) and not problems:
+        problems.append(f"dimensions are in the order {list(saved)} in the controller but {list(space.names)} here")
+    for key in ("horizon", "hidden_size"):
+        if state[key] != getattr(config, key):
+            problems.append(f"ppo.{key} is {getattr(config, key)} here but {state[key]} in the controller")
+    return problems
 
 
 class PPOStrategy:
@@ -53,6 +93,8 @@ class PPOStrategy:
             torch.manual_seed(seed)
             self.policy = PolicyNetwork(self.env.observation_size, self.env.num_actions, config.hidden_size)
             self.value = ValueNetwork(self.env.observation_size, config.hidden_size)
+        if config.init_from:
+            self._warm_start(load_controller(config.init_from), config.init_from)
         self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
         self.rng = np.random.default_rng(seed)  # for restarts after a failed initial architecture
 
@@ -71,6 +113,30 @@ class PPOStrategy:
         self._episode_return = 0.0
         self._returns: list[float] = []
         self._buffer: dict[str, list] = self._empty_buffer()
+
+    # -- saved controllers (warm starts) ------------------------------------------------------------
+    def controller_state(self) -> dict[str, Any]:
+        return {
+            "format": CONTROLLER_FORMAT,
+            "dimensions": {name: list(self.space.dimensions[name]) for name in self.space.names},
+            "horizon": self.config.horizon,
+            "hidden_size": self.config.hidden_size,
+            "iterations": self.iteration,
+            "policy": self.policy.state_dict(),
+            "value": self.value.state_dict(),
+        }
+
+    def save_controller(self, path: str | Path) -> None:
+        tmp = Path(path).with_suffix(".tmp")
+        torch.save(self.controller_state(), tmp)
+        tmp.replace(path)  # atomic: a kill mid-save leaves the previous controller intact
+
+    def _warm_start(self, state: dict[str, Any], source: str) -> None:
+        problems = controller_mismatch(state, self.space, self.config)
+        if problems:
+            raise ControllerError(f"ppo.init_from: the controller in '{source}' does not fit this search: " + "; ".join(problems))
+        self.policy.load_state_dict(state["policy"])
+        self.value.load_state_dict(state["value"])
 
     @staticmethod
     def _empty_buffer() -> dict[str, list]:

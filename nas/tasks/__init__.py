@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from nas.tasks.base import Task
 from nas.tasks.data import DataError
 from nas.tasks.image_classification import ImageClassificationTask
@@ -13,8 +15,9 @@ TASKS = {"text_classification": TextClassificationTask, "language_modeling": Lan
 __all__ = ["TASKS", "DataError", "ImageClassificationTask", "LanguageModelingTask", "Task", "TextClassificationTask", "make_task"]
 
 
-def make_task(config) -> Task:
-    """The task a TaskConfig describes; reads and checks its data files (cheap) and trains its tokenizer."""
+def make_task(config, tokenizer_texts: Sequence[str] = ()) -> Task:
+    """The task a TaskConfig describes; reads and checks its data files (cheap) and trains its tokenizer
+    (on ``tokenizer_texts`` too: the unlabelled pre-training corpus)."""
     name = getattr(config.name, "value", config.name)
     if name == "image_classification":
         return ImageClassificationTask(
@@ -25,7 +28,7 @@ def make_task(config) -> Task:
     common = dict(
         train_file=config.train_file, validation_file=config.validation_file, text_column=config.text_column,
         train_size=config.train_size, val_size=config.val_size, max_length=config.max_length,
-        tokenizer=config.tokenizer, vocab_size=config.vocab_size, metric=config.metric,
+        tokenizer=config.tokenizer, vocab_size=config.vocab_size, metric=config.metric, tokenizer_texts=tokenizer_texts,
     )
     if name == "text_classification":
         return TextClassificationTask(label_column=config.label_column, **common)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -17,13 +17,13 @@ class LanguageModelingTask:
     name = "language_modeling"
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, train_size: int, val_size: int,
-                 max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity"):
+                 max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity", tokenizer_texts: Sequence[str] = ()):
         if metric != "perplexity":
             raise ValueError(f"task.metric '{metric}' is not a language_modeling metric; use 'perplexity'")
         self.metric = metric
         train = read_table(train_file, [text_column], "task.train_file", nrows=train_size)[text_column].astype(str).tolist()
         val = read_table(validation_file, [text_column], "task.validation_file", nrows=val_size)[text_column].astype(str).tolist()
-        self.tokenizer = train_tokenizer(tokenizer, train, vocab_size)
+        self.tokenizer = train_tokenizer(tokenizer, [*train, *tokenizer_texts], vocab_size)
         self.block_size = max_length
         self.train = self._blocks(train, "task.train_file")
         self.val = self._blocks(val, "task.validation_file")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ class TextClassificationTask:
     name = "text_classification"
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
-                 train_size: int, val_size: int, max_length: int, tokenizer: str, vocab_size: int, metric: str):
+                 train_size: int, val_size: int, max_length: int, tokenizer: str, vocab_size: int, metric: str, tokenizer_texts: Sequence[str] = ()):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
         if not label_column:
@@ -35,7 +35,8 @@ class TextClassificationTask:
             raise DataError(f"task.validation_file: labels {unseen} do not occur in the training subset")
         label_id = {label: i for i, label in enumerate(self.labels)}
         texts = train[text_column].astype(str).tolist()
-        self.tokenizer = train_tokenizer(tokenizer, texts, vocab_size)
+        # Unlabelled pre-training text (tokenizer_texts) shapes the vocabulary too.
+        self.tokenizer = train_tokenizer(tokenizer, [*texts, *tokenizer_texts], vocab_size)
         self.train = self._encode(texts, train[label_column].map(label_id).tolist(), max_length)
         self.val = self._encode(val[text_column].astype(str).tolist(), val[label_column].map(label_id).tolist(), max_length)
 

@@ -1,0 +1,137 @@
+"""Audio classification: arrays of clips and labels (.npz), log-mel spectrograms, accuracy and macro-F1.
+
+Features are computed once, at construction, by transformers' ``ASTFeatureExtractor`` (its numpy
+path: no torchaudio needed), normalised with the training subset's statistics. Extra evaluation
+sets (``test_files``) are reported as ``<name>_accuracy`` but never give the reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import ASTFeatureExtractor
+
+from nas.tasks.base import epoch_batches
+from nas.tasks.data import DataError
+
+METRICS = ("accuracy", "macro_f1")
+
+
+def read_audio(path: str, audio_key: str, label_key: str, n: int | None, sampling_rate: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` clips as (N, samples) float32 in [-1, 1] and their labels; checks the sampling rate."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{key}: data file '{file}' does not exist")
+    if file.suffix != ".npz":
+        raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{audio_key}', '{label_key}', 'sampling_rate')")
+    try:
+        with np.load(file) as arrays:
+            missing = [k for k in (audio_key, label_key, "sampling_rate") if k not in arrays.files]
+            if missing:
+                raise DataError(f"{key}: '{file}' has no array {missing} (arrays: {arrays.files})")
+            audio, labels, rate = arrays[audio_key][:n], arrays[label_key][:n], arrays["sampling_rate"]
+    except DataError:
+        raise
+    except Exception as exc:  # not a zip, pickled objects, a 0-d array...
+        raise DataError(f"{key}: cannot read '{file}': {exc}") from exc
+    try:
+        rate_ok = rate.size == 1 and int(rate) == sampling_rate
+    except (TypeError, ValueError):
+        rate_ok = False
+    if not rate_ok:
+        raise DataError(f"{key}: '{file}' is sampled at {rate.tolist()} Hz but task.sampling_rate is {sampling_rate} "
+                        f"(resample the file: the task does not)")
+    if len(audio) == 0:
+        raise DataError(f"{key}: '{file}' has no clips")
+    if audio.ndim != 2:
+        raise DataError(f"{key}: '{file}' array '{audio_key}' has shape {audio.shape}; expected (clips, samples) mono audio")
+    if len(labels) != len(audio):
+        raise DataError(f"{key}: '{file}' has {len(audio)} clips but {len(labels)} labels")
+    if np.issubdtype(audio.dtype, np.signedinteger):  # PCM: int8, int16, int32
+        audio = audio.astype(np.float32) / (np.iinfo(audio.dtype).max + 1)
+    elif np.issubdtype(audio.dtype, np.unsignedinteger):  # offset-binary PCM (8-bit WAV is uint8)
+        half = (np.iinfo(audio.dtype).max + 1) / 2
+        audio = ((audio.astype(np.float64) - half) / half).astype(np.float32)
+    elif np.issubdtype(audio.dtype, np.floating):
+        audio = audio.astype(np.float32)
+    else:
+        raise DataError(f"{key}: '{file}' array '{audio_key}' has dtype {audio.dtype}; expected integer PCM or float samples")
+    return audio, labels
+
+
+class AudioClassificationTask:
+    name = "audio_classification"
+
+    def __init__(self, train_file: str, validation_file: str, audio_column: str, label_column: str, train_size: int,
+                 val_size: int, sampling_rate: int, num_mel_bins: int, max_length: int, metric: str,
+                 test_files: Mapping[str, str] | None = None):
+        if metric not in METRICS:
+            raise ValueError(f"task.metric '{metric}' is not an audio_classification metric; choose one of {list(METRICS)}")
+        self.metric = metric
+        self.sampling_rate, self.num_mel_bins, self.max_length = sampling_rate, num_mel_bins, max_length
+        read = {"audio_key": audio_column, "label_key": label_column, "sampling_rate": sampling_rate}
+        splits = {"train": read_audio(train_file, n=train_size, key="task.train_file", **read),
+                  "val": read_audio(validation_file, n=val_size, key="task.validation_file", **read)}
+        for name, path in (test_files or {}).items():
+            splits[f"test:{name}"] = read_audio(path, n=None, key=f"task.test_files.{name}", **read)
+        self.labels = sorted(np.unique(splits["train"][1]).tolist())
+        for split, (_, y) in splits.items():
+            unseen = sorted(set(np.unique(y).tolist()) - set(self.labels))
+            if unseen:
+                key = "task.validation_file" if split == "val" else f"task.test_files.{split[5:]}"
+                raise DataError(f"{key}: labels {unseen} do not occur in the training subset")
+        label_id = {label: i for i, label in enumerate(self.labels)}
+
+        # Log-mel filter banks of every clip, once; then normalised with the training subset's statistics.
+        self.preprocessor = ASTFeatureExtractor(sampling_rate=sampling_rate, num_mel_bins=num_mel_bins,
+                                                max_length=max_length, do_normalize=False)
+        features = {split: self._features(x) for split, (x, _) in splits.items()}
+        train = features["train"]
+        self.preprocessor.mean, self.preprocessor.std = float(train.mean()), float(train.std()) or 1.0
+        self.preprocessor.do_normalize = True  # saved beside the best architecture: the same features for inference
+        self.data = {
+            split: {"input_values": torch.from_numpy(self.preprocessor.normalize(f)),
+                    "labels": torch.tensor([label_id[y] for y in splits[split][1].tolist()])}
+            for split, f in features.items()
+        }
+        self.train, self.val = self.data["train"], self.data["val"]
+        self.tests = {split[5:]: d for split, d in self.data.items() if split.startswith("test:")}
+
+    def _features(self, audio: np.ndarray) -> np.ndarray:
+        out = self.preprocessor(list(audio), sampling_rate=self.sampling_rate, return_tensors="np")
+        return np.asarray(out["input_values"], dtype=np.float32)  # (N, max_length, num_mel_bins)
+
+    def config_fields(self) -> dict[str, Any]:
+        return {
+            "num_mel_bins": self.num_mel_bins,
+            "max_length": self.max_length,
+            "num_labels": len(self.labels),
+            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
+            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+        }
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
+            yield {k: v[idx] for k, v in self.train.items()}
+
+    @staticmethod
+    def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> np.ndarray:
+        device = next(model.parameters()).device
+        logits = [model(input_values=inputs[i : i + batch_size].to(device)).logits for i in range(0, len(inputs), batch_size)]
+        return torch.cat([x.argmax(-1).cpu() for x in logits]).numpy()
+
+    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+        y_pred, y_true = self._predict(model, self.val["input_values"], batch_size), self.val["labels"].numpy()
+        metrics = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+        for name, data in self.tests.items():  # reported, never the reward
+            y_pred = self._predict(model, data["input_values"], batch_size)
+            metrics[f"{name}_accuracy"] = float(accuracy_score(data["labels"].numpy(), y_pred))
+        return metrics
+
+    def reward(self, metrics: dict[str, float]) -> float:
+        return metrics[self.metric]
