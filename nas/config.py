@@ -27,6 +27,8 @@ class TaskName(str, Enum):
     text_classification = "text_classification"
     language_modeling = "language_modeling"
     image_classification = "image_classification"
+    translation = "translation"
+    audio_classification = "audio_classification"
 
 
 class StrategyName(str, Enum):
@@ -37,19 +39,26 @@ class StrategyName(str, Enum):
 @dataclass
 class TaskConfig:
     name: TaskName = MISSING  # which task implementation reads the data and scores a model
-    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text (.npz for images); ${nas_data:...} names a shipped file
+    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text (.npz for images and audio); ${nas_data:...} names a shipped file
     validation_file: str = MISSING
     text_column: str = "text"
     label_column: Optional[str] = "label"  # classification only (the label array for images)
     train_size: int = 2000  # the first N training examples (rows) form the training subset
     val_size: int = 500  # the first N validation examples
-    max_length: int = 64  # tokens per example (classification) or per block (language modelling)
+    max_length: int = 64  # tokens per example (classification, translation), per block (language modelling); spectrogram frames (audio)
     tokenizer: str = "wordpiece"  # wordpiece | byte_bpe, trained on the training subset
     vocab_size: int = 4000  # tokenizer vocabulary size
-    metric: str = "accuracy"  # the metric the reward comes from (accuracy, macro_f1; perplexity for LM)
+    metric: str = "accuracy"  # the metric the reward comes from (accuracy, macro_f1; perplexity for LM; bleu, chrf for translation)
     image_column: str = "image"  # images: the .npz array of images, (N, H, W) or (N, H, W, C) or (N, C, H, W)
     image_size: int = 28  # images: height = width in pixels; other sizes are an error
     num_channels: int = 1  # images: 1 (grey) or 3 (RGB)
+    source_column: str = "source"  # translation: the text to translate
+    target_column: str = "target"  # translation: its reference translation
+    max_new_tokens: int = 48  # translation: greedy-decoding length limit at validation
+    audio_column: str = "audio"  # audio: the .npz array of waveforms (N, samples), any PCM dtype
+    sampling_rate: int = 8000  # audio: files at another rate are an error (no silent resampling)
+    num_mel_bins: int = 32  # audio: log-mel filter banks per frame
+    test_files: Dict[str, str] = field(default_factory=dict)  # audio: extra evaluation sets, name -> file, reported as <name>_accuracy, never the reward
 
 
 @dataclass

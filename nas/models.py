@@ -91,9 +91,12 @@ HEADS_DIVIDE_D_MODEL = (
     "encoder and decoder attention heads divide d_model",
     lambda c: c.d_model % c.encoder_attention_heads == 0 and c.d_model % c.decoder_attention_heads == 0,
 )
+# AST builds patches larger than the spectrogram (the forward pass then fails) and strides larger
+# than the patch (mel bins or frames are then silently skipped).
 PATCH_FITS_SPECTROGRAM = (
-    "patch_size fits the spectrogram (at most num_mel_bins and max_length)",
-    lambda c: c.patch_size <= min(c.num_mel_bins, c.max_length),
+    "patch_size fits the spectrogram and the strides skip no bin or frame",
+    lambda c: c.patch_size <= min(c.num_mel_bins, c.max_length)
+    and 1 <= c.frequency_stride <= c.patch_size and 1 <= c.time_stride <= c.patch_size,
 )
 
 

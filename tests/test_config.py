@@ -13,7 +13,8 @@ from nas.train import TrainerConfig
 from .conftest import compose_config
 
 # The space `nas task=<task>` searches when no search_space is named.
-TASK_SPACES = {"text_classification": "bert", "language_modeling": "gpt2", "image_classification": "vit"}
+TASK_SPACES = {"text_classification": "bert", "language_modeling": "gpt2", "image_classification": "vit", "translation": "t5",
+               "audio_classification": "audio-spectrogram-transformer"}
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in Path(CONF_DIR).iterdir() if g.is_dir()}
 PAIRS = {"gpt2_small": "language_modeling", "vit_small": "image_classification"}  # options that need another group's option to make sense
 

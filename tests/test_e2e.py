@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from nas.models import AUTO_MODELS
 from nas.runner import run_search
 from nas.space import SpaceError
 from nas.tasks import DataError
@@ -94,23 +95,29 @@ def test_same_config_and_seed_give_the_same_candidates_and_metrics(tmp_path):
     assert len(history(tmp_path / "a")) == 5
 
 
-def test_language_modeling_with_gpt2_and_random_strategy(tmp_path, sqlite_uri):
-    config = compose_config([*TINY, "task=language_modeling", "search_space=gpt2_small", "strategy=random", f"tracking.uri={sqlite_uri}"])
-    result = run_search(config, tmp_path)
-    assert len(result.history) == 5 and all(e.ok for e in result.history)
-    assert all(e.info["metrics"]["perplexity"] > 1 for e in result.history)
-    assert result.best_value == pytest.approx(-min(e.info["metrics"]["loss"] for e in result.history))
-    assert AutoConfig.from_pretrained(tmp_path / "best").model_type == "gpt2"
+TASK_RUNS = [  # (task, search space, the metric its reward comes from, a check on every candidate)
+    ("text_classification", "gpt2_small", "accuracy", lambda e: 0 <= e.info["metrics"]["macro_f1"] <= 1),
+    ("language_modeling", "gpt2_small", "perplexity", lambda e: e.info["metrics"]["perplexity"] > 1),
+    ("translation", "t5_small", "chrf", lambda e: 0 <= e.info["metrics"]["bleu"] <= 100),
+    ("image_classification", "vit_small", "accuracy", lambda e: 28 % e.architecture["patch_size"] == 0),
+    ("audio_classification", "ast_small", "accuracy", lambda e: {"unseen_accuracy", "human_accuracy"} <= set(e.info["metrics"])),
+]
 
 
-def test_image_classification_with_vit(tmp_path, sqlite_uri):
-    config = compose_config([*TINY, "task=image_classification", "search_space=vit_small", f"tracking.uri={sqlite_uri}"])
+@pytest.mark.parametrize("task, space, metric, check", TASK_RUNS, ids=[t[0] for t in TASK_RUNS])
+def test_every_task_runs_a_real_search_end_to_end(tmp_path, sqlite_uri, task, space, metric, check):
+    config = compose_config([*TINY, "budget=3", f"task={task}", f"search_space={space}", "strategy=random", f"tracking.uri={sqlite_uri}"])
     result = run_search(config, tmp_path)
-    assert len(result.history) == 5 and all(e.ok for e in result.history)
-    assert all(28 % e.architecture["patch_size"] == 0 for e in result.history)
-    config = AutoConfig.from_pretrained(tmp_path / "best")
-    assert (config.model_type, config.image_size, config.num_labels) == ("vit", 28, 10)
-    assert (tmp_path / "best" / "preprocessor_config.json").is_file()
+    assert len(result.history) == 3 and all(e.ok for e in result.history), [e.error for e in result.history]
+    assert all(check(e) for e in result.history)
+    client = MlflowClient(sqlite_uri)
+    children = client.search_runs([client.get_experiment_by_name("nas").experiment_id], "tags.status = 'ok'")
+    assert len(children) == 3 and all(metric in c.data.metrics for c in children)
+    hf_config = AutoConfig.from_pretrained(tmp_path / "best")
+    assert hf_config.model_type == config.search_space.family
+    model = AUTO_MODELS[task].from_config(hf_config)
+    assert model.num_parameters() == result.best.info["num_parameters"]
+    assert any((tmp_path / "best" / name).is_file() for name in ("tokenizer.json", "preprocessor_config.json"))
 
 
 def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite_uri):
@@ -136,13 +143,33 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite
         ("search_space.dimensions.hidden_size=[]", SpaceError, "dimension 'hidden_size' has an empty choice list"),
         ("search_space.max_params=10", SpaceError, "no architecture satisfying"),
         ("+search_space.dimensions.n_embd=[32]", SpaceError, "n_embd"),
+        ("task=translation search_space=gpt2_small", SpaceError, "family 'gpt2' does not fit task 'translation'"),
+        ("task=image_classification task.image_size=32", DataError, "32"),
+        ("task=audio_classification task.sampling_rate=16000", DataError, "16000"),
+        ("task=translation task.source_column=english", DataError, r"has no column \['english'\]"),
     ],
 )
 def test_bad_input_fails_before_any_training(tmp_path, sqlite_uri, override, error, message):
-    config = compose_config([*TINY, override, f"tracking.uri={sqlite_uri}"])
+    config = compose_config([*TINY, *override.split(), f"tracking.uri={sqlite_uri}"])
     with pytest.raises(error, match=message):
         run_search(config, tmp_path)
     assert not (tmp_path / "candidates.jsonl").exists()
+
+
+@pytest.mark.parametrize("task, suffix", [("text_classification", ".csv"), ("translation", ".csv"), ("image_classification", ".npz"), ("audio_classification", ".npz")])
+def test_an_empty_split_fails_before_any_training(tmp_path, sqlite_uri, task, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    if suffix == ".csv":
+        empty.write_text("text,label,source,target\n")
+    else:
+        import numpy as np
+
+        arrays = {"image": np.zeros((0, 28, 28), np.uint8)} if task == "image_classification" else {"audio": np.zeros((0, 8000), np.int8), "sampling_rate": 8000}
+        np.savez(empty, label=np.zeros(0, np.int64), **arrays)
+    config = compose_config([*TINY, f"task={task}", f"task.validation_file={empty}", f"tracking.uri={sqlite_uri}"])
+    with pytest.raises(DataError, match=f"task.validation_file: .*{empty.name}"):
+        run_search(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "candidates.jsonl").exists()
 
 
 def test_cli_reports_bad_input_by_name(tmp_path):

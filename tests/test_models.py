@@ -12,8 +12,13 @@ from nas.space import SpaceError
 
 SPACES = sorted((Path(CONF_DIR) / "search_space").glob("*.yaml"))
 TASK_FIELDS = {"vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "num_labels": 3}
-TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"], "vit": ["image_classification"]}
+TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"], "vit": ["image_classification"],
+         "t5": ["translation"], "bart": ["translation"], "marian": ["translation"], "audio-spectrogram-transformer": ["audio_classification"]}
 IMAGE_FIELDS = {"image_size": 28, "num_channels": 1, "num_labels": 10}
+SEQ2SEQ_FIELDS = {"vocab_size": 500, "decoder_vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 1,
+                  "eos_token_id": 0, "decoder_start_token_id": 1, "forced_eos_token_id": None}
+AUDIO_FIELDS = {"num_mel_bins": 32, "max_length": 48, "num_labels": 10}
+FIELDS = {"vit": IMAGE_FIELDS, "t5": SEQ2SEQ_FIELDS, "bart": SEQ2SEQ_FIELDS, "marian": SEQ2SEQ_FIELDS, "audio-spectrogram-transformer": AUDIO_FIELDS}
 
 
 def load(path):
@@ -32,7 +37,7 @@ def one_choice_at_a_time(space):
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_choice_builds_a_model_with_the_predicted_parameter_count(path):
     spec = load(path)
-    fields = IMAGE_FIELDS if spec["family"] == "vit" else TASK_FIELDS
+    fields = FIELDS.get(spec["family"], TASK_FIELDS)
     for task in TASKS[spec["family"]]:
         space = make_space(spec["family"], spec["dimensions"], task, fields, spec.get("max_params"))
         built = 0

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nas.tasks.audio_classification import AudioClassificationTask
 from nas.tasks.base import Task
 from nas.tasks.data import DataError
 from nas.tasks.image_classification import ImageClassificationTask
 from nas.tasks.language_modeling import LanguageModelingTask
 from nas.tasks.text_classification import TextClassificationTask
+from nas.tasks.translation import TranslationTask
 
-TASKS = {"text_classification": TextClassificationTask, "language_modeling": LanguageModelingTask, "image_classification": ImageClassificationTask}
+TASKS = {
+    "text_classification": TextClassificationTask,
+    "language_modeling": LanguageModelingTask,
+    "translation": TranslationTask,
+    "image_classification": ImageClassificationTask,
+    "audio_classification": AudioClassificationTask,
+}
 
-__all__ = ["TASKS", "DataError", "ImageClassificationTask", "LanguageModelingTask", "Task", "TextClassificationTask", "make_task"]
+__all__ = ["TASKS", "AudioClassificationTask", "DataError", "ImageClassificationTask", "LanguageModelingTask", "Task",
+           "TextClassificationTask", "TranslationTask", "make_task"]
 
 
 def make_task(config, tokenizer_texts: Sequence[str] = ()) -> Task:
@@ -24,6 +33,20 @@ def make_task(config, tokenizer_texts: Sequence[str] = ()) -> Task:
             train_file=config.train_file, validation_file=config.validation_file, image_column=config.image_column,
             label_column=config.label_column, train_size=config.train_size, val_size=config.val_size,
             image_size=config.image_size, num_channels=config.num_channels, metric=config.metric,
+        )
+    if name == "audio_classification":
+        return AudioClassificationTask(
+            train_file=config.train_file, validation_file=config.validation_file, audio_column=config.audio_column,
+            label_column=config.label_column, train_size=config.train_size, val_size=config.val_size,
+            sampling_rate=config.sampling_rate, num_mel_bins=config.num_mel_bins, max_length=config.max_length,
+            metric=config.metric, test_files=dict(config.test_files),
+        )
+    if name == "translation":
+        return TranslationTask(
+            train_file=config.train_file, validation_file=config.validation_file, source_column=config.source_column,
+            target_column=config.target_column, train_size=config.train_size, val_size=config.val_size,
+            max_length=config.max_length, tokenizer=config.tokenizer, vocab_size=config.vocab_size, metric=config.metric,
+            max_new_tokens=config.max_new_tokens, tokenizer_texts=tokenizer_texts,
         )
     common = dict(
         train_file=config.train_file, validation_file=config.validation_file, text_column=config.text_column,
