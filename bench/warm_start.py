@@ -18,14 +18,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+EXTRA: list[str] = []  # overrides for every search (--extra)
 
 
 def nas(out: Path, *overrides: str) -> list[dict]:
-    if not (out / "candidates.jsonl").is_file():
+    """Run one search (skipped when an earlier run of this script finished it) and return its candidates."""
+    if not (out / "done").is_file():
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "nas", *overrides, "progress=false", f"hydra.run.dir={out}",
+        subprocess.run([sys.executable, "-m", "nas", *overrides, *EXTRA, "progress=false", f"hydra.run.dir={out}",
                         f"tracking.uri=sqlite:///{out.parent / 'mlflow.db'}", "tracking.experiment_name=warm_start"],
                        cwd=ROOT, check=True, capture_output=True)
+        (out / "done").write_text(f"{time.perf_counter() - start:.0f} s\n")
         print(f"{out.name}: {time.perf_counter() - start:.0f} s", flush=True)
     return [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
 
@@ -42,8 +45,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--source", nargs="*", default=["task=language_modeling", "search_space=gpt2_small"])
     parser.add_argument("--target", nargs="*", default=["task=text_classification", "search_space=gpt2_small"])
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides for every search, e.g. trainer.num_threads=1")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "warm_start")
     args = parser.parse_args()
+    EXTRA.extend(args.extra)
     args.out.mkdir(parents=True, exist_ok=True)
 
     nas(args.out / "source", *args.source)
