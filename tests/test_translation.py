@@ -117,3 +117,14 @@ def test_bleu_reward_and_bad_settings(tmp_path):
     (tmp_path / "empty.csv").write_text("en,es,reference\n")
     with pytest.raises(DataError, match="task.validation_file: '.*empty.csv' has no rows"):
         make_task(tmp_path / "pairs.csv", tmp_path / "empty.csv", **small)
+
+
+@pytest.mark.parametrize("family, depths", [("t5", {"num_layers": 1, "num_decoder_layers": 2}), ("bart", {"encoder_layers": 1, "decoder_layers": 2})])
+def test_a_decoder_deeper_than_its_encoder_decodes(task, family, depths):
+    # transformers sizes the generation cache by the encoder's depth; found by a real search.
+    tiny = {"t5": {"d_model": 32, "num_heads": 2, "d_kv": 8, "d_ff": 64},
+            "bart": {"d_model": 32, "encoder_attention_heads": 2, "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64}}
+    config = AutoConfig.for_model(family, **task.config_fields(), **tiny[family], **depths)
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    metrics = task.evaluate(model, batch_size=64)
+    assert 0 <= metrics["chrf"] <= 100

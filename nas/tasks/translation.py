@@ -12,6 +12,7 @@ from typing import Any
 
 import sacrebleu
 import torch
+from transformers import DynamicCache, EncoderDecoderCache
 
 from nas.tasks.base import epoch_batches
 from nas.tasks.data import read_table
@@ -114,6 +115,9 @@ class TranslationTask:
                 generated = model.generate(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     max_new_tokens=self.max_new_tokens, num_beams=1, do_sample=False,
+                    # transformers sizes the decoder's cache by the encoder's layer count, so a decoder
+                    # deeper than its encoder fails (IndexError); caches that grow per layer fit any depth.
+                    cache=EncoderDecoderCache(DynamicCache(), DynamicCache()),
                 )
                 hypotheses += self.tokenizer.batch_decode(generated.cpu(), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         hypotheses = [h.strip() for h in hypotheses]
