@@ -143,12 +143,18 @@ def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
     return AUTO_MODELS[task].from_config(config)
 
 
+def pretraining_objective(model_type: str) -> str:
+    """The family's self-supervised objective (mlm | clm); raises naming the families that have one."""
+    objective = get_family(model_type).pretraining
+    if objective is None:
+        raise SpaceError(f"trainer.pretrain: family '{model_type}' has no self-supervised objective "
+                         f"(families that have one: {sorted(k for k, f in FAMILIES.items() if f.pretraining)})")
+    return objective
+
+
 def build_pretraining_model(config: PretrainedConfig) -> tuple[str, torch.nn.Module]:
     """The family's self-supervised model (objective, model) on the same config; its body is then fine-tuned."""
-    objective = get_family(config.model_type).pretraining
-    if objective is None:
-        raise SpaceError(f"trainer.pretrain: family '{config.model_type}' has no self-supervised objective "
-                         f"(families that have one: {sorted(k for k, f in FAMILIES.items() if f.pretraining)})")
+    objective = pretraining_objective(config.model_type)
     return objective, PRETRAIN_MODELS[objective].from_config(config)
 
 

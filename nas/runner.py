@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.config import Config
-from nas.models import build_config, build_model, build_pretraining_model, get_family, make_space, parameter_count
+from nas.models import build_config, build_model, build_pretraining_model, make_space, parameter_count, pretraining_objective
 from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
 from nas.search import Evaluation, Outcome, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace
@@ -78,8 +78,6 @@ class CandidateObjective:
     def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
         """Stage one: self-supervised training of the body on the corpus; returns the task model holding that body."""
         trainer = self.config.trainer
-        if trainer.num_threads:
-            torch.set_num_threads(trainer.num_threads)
         objective, pretrained = build_pretraining_model(hf_config)
         pretrained.to(resolve_device(trainer.device))
         batches = self.corpus.batches(objective, seed=self.config.seed)
@@ -128,10 +126,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     task = make_task(config.task, tokenizer_texts=corpus_texts)
     corpus = None
     if corpus_texts:
-        objective_name = get_family(config.search_space.family).pretraining
-        if objective_name is None:
-            raise ValueError(f"trainer.pretrain.steps={pretrain.steps}: search_space.family '{config.search_space.family}' "
-                             "has no self-supervised objective here (bert: masked LM, gpt2: causal LM)")
+        objective_name = pretraining_objective(config.search_space.family)
         corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
         corpus.check(objective_name)
     objective = CandidateObjective(task, config, corpus)

@@ -69,6 +69,8 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
 
     Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
     """
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * steps), num_training_steps=steps)
@@ -91,8 +93,6 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
 
 def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
     """Train ``model`` on the task's training subset, then compute the task's validation metrics."""
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     model.to(resolve_device(config.device))
     batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
     losses, train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config)

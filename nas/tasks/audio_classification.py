@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
-from nas.tasks.base import epoch_batches
+from nas.tasks.base import label_fields, tensor_batches
 from nas.tasks.data import DataError
 
 METRICS = ("accuracy", "macro_f1")
@@ -112,14 +112,11 @@ class AudioClassificationTask:
         return {
             "num_mel_bins": self.num_mel_bins,
             "max_length": self.max_length,
-            "num_labels": len(self.labels),
-            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
-            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+            **label_fields(self.labels),
         }
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
-            yield {k: v[idx] for k, v in self.train.items()}
+        return tensor_batches(self.train, batch_size, generator)
 
     @staticmethod
     def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> np.ndarray:

@@ -32,3 +32,18 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterat
         order = torch.randperm(n, generator=generator)
         for start in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
             yield order[start : start + batch_size]
+
+
+def label_fields(labels: list) -> dict[str, Any]:
+    """The classification head's config attributes for ``labels`` (label ids are their positions)."""
+    return {
+        "num_labels": len(labels),
+        "id2label": {i: str(label) for i, label in enumerate(labels)},
+        "label2id": {str(label): i for i, label in enumerate(labels)},
+    }
+
+
+def tensor_batches(data: dict[str, torch.Tensor], batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches of fixed-size examples (every tensor indexed by example), seeded by ``generator``."""
+    for idx in epoch_batches(len(data["labels"]), batch_size, generator):
+        yield {k: v[idx] for k, v in data.items()}

@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
-from nas.tasks.base import epoch_batches
+from nas.tasks.base import label_fields, tensor_batches
 from nas.tasks.data import DataError
 
 METRICS = ("accuracy", "macro_f1")
@@ -76,14 +76,11 @@ class ImageClassificationTask:
         return {
             "image_size": self.image_size,
             "num_channels": self.num_channels,
-            "num_labels": len(self.labels),
-            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
-            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+            **label_fields(self.labels),
         }
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
-            yield {k: v[idx] for k, v in self.train.items()}
+        return tensor_batches(self.train, batch_size, generator)
 
     def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
         device = next(model.parameters()).device

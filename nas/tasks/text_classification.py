@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from nas.tasks.base import epoch_batches
+from nas.tasks.base import epoch_batches, label_fields
 from nas.tasks.data import DataError, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -56,9 +56,7 @@ class TextClassificationTask:
             "pad_token_id": tok.pad_token_id,
             "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id,
             "eos_token_id": tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id,
-            "num_labels": len(self.labels),
-            "id2label": {i: str(label) for i, label in enumerate(self.labels)},
-            "label2id": {str(label): i for i, label in enumerate(self.labels)},
+            **label_fields(self.labels),
         }
 
     @staticmethod
