@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nas.strategies import PPOConfig
+from nas.objectives import ObjectiveConfig
+from nas.strategies import EvolutionConfig, PPOConfig, TPEConfig
 from nas.train import TrainerConfig
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -34,6 +35,8 @@ class TaskName(str, Enum):
 class StrategyName(str, Enum):
     ppo = "ppo"
     random = "random"
+    evolution = "evolution"
+    tpe = "tpe"
 
 
 @dataclass
@@ -79,6 +82,25 @@ class TrackingConfig:
 
 
 @dataclass
+class FidelityConfig:
+    """Multi-fidelity (progressive hurdles): candidates are evaluated at these training steps on the way to
+    trainer.max_steps, and only the promising ones keep training. The reward is the metric at the highest
+    step reached; each step's metrics are logged at that step in the candidate's MLflow run."""
+
+    steps: List[int] = field(default_factory=list)  # e.g. [25, 50] with max_steps 100; empty: every candidate trains fully
+    promote: float = 0.5  # a candidate goes on past a checkpoint when its reward there is in the top `promote` share of the candidates that reached it
+    min_peers: int = 3  # everyone goes on until this many earlier candidates reached the checkpoint
+
+    def validate(self, max_steps: int) -> None:
+        if any(not 0 < s < max_steps for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
+            raise ValueError(f"fidelity.steps must be increasing steps between 0 and trainer.max_steps={max_steps}, got {list(self.steps)}")
+        if not 0 < self.promote <= 1:
+            raise ValueError(f"fidelity.promote must be in (0, 1], got {self.promote}")
+        if self.min_peers < 1:
+            raise ValueError(f"fidelity.min_peers must be >= 1, got {self.min_peers}")
+
+
+@dataclass
 class Config:
     seed: int = 0  # seeds the strategy, data order and every candidate's initialisation
     strategy: StrategyName = StrategyName.ppo
@@ -87,7 +109,11 @@ class Config:
     task: TaskConfig = MISSING
     search_space: SearchSpaceConfig = MISSING
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)  # strategy=evolution
+    tpe: TPEConfig = field(default_factory=TPEConfig)  # strategy=tpe (needs Optuna)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # reward = metric, or metric traded against a cost
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # multi-fidelity training (off by default)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

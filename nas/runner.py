@@ -25,6 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.config import Config
 from nas.models import build_config, build_model, build_pretraining_model, make_space, parameter_count, pretraining_objective
+from nas.objectives import load_records, measure_latency, write_pareto
 from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
 from nas.search import Evaluation, Outcome, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace
@@ -43,6 +44,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def candidate_seed(seed: int, architecture: Architecture) -> int:
+    """Model init is seeded by the architecture, data order by the search seed: a candidate's
+    metric does not depend on when in the search it is evaluated."""
+    arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
+    return (seed * 1_000_003 + arch_seed) % 2**63
+
+
 class CandidateObjective:
     """Builds, trains and scores one architecture. The metric depends only on (seed, architecture)."""
 
@@ -52,6 +60,9 @@ class CandidateObjective:
         self.model_type = config.search_space.family
         self.fixed = {**task.config_fields(), **config.search_space.fixed}
         self.corpus = corpus  # set: pre-train on it, then fine-tune (trainer.pretrain)
+        self.objective = config.objective
+        self.fidelity = config.fidelity
+        self.checkpoint_rewards: dict[int, list[float]] = {}  # multi-fidelity: rewards seen at each checkpoint step
 
     def hf_config(self, architecture: Architecture):
         return build_config(self.model_type, architecture, self.fixed)
@@ -59,20 +70,36 @@ class CandidateObjective:
     def __call__(self, architecture: Architecture) -> Outcome:
         hf_config = self.hf_config(architecture)
         info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name)}
-        # Model init is seeded by the architecture, data order by the search seed: a candidate's
-        # metric does not depend on when in the search it is evaluated.
-        arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
-        torch.manual_seed((self.config.seed * 1_000_003 + arch_seed) % 2**63)
+        torch.manual_seed(candidate_seed(self.config.seed, architecture))
+        trainer = self.config.trainer
         try:
+            if self.objective.cost == "latency_ms":  # before training: weights do not change the compute
+                latency_model = build_model(hf_config, self.task.name).to(resolve_device(trainer.device))
+                batch = next(self.task.train_batches(trainer.eval_batch_size, torch.Generator().manual_seed(self.config.seed)))
+                info["latency_ms"] = measure_latency(latency_model, batch)
+                del latency_model
+                torch.manual_seed(candidate_seed(self.config.seed, architecture))  # the same init as without the measurement
+            self.objective.check(info)  # a hard budget fails the candidate before any training
             if self.corpus is not None:
                 model = self._pretrained_model(hf_config, info)
             else:
                 model = build_model(hf_config, self.task.name)
-            trained = train_and_evaluate(model, self.task, self.config.trainer, data_seed=self.config.seed)
+            trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
+                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None)
         except Exception as exc:  # recorded as a failed candidate; the search goes on
             return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", info)
-        info.update(metrics=trained.metrics, losses=trained.losses, train_seconds=trained.train_seconds, eval_seconds=trained.eval_seconds)
-        return Outcome(self.task.reward(trained.metrics), "ok", None, info)
+        metric_reward = self.task.reward(trained.metrics)
+        info.update(metrics=trained.metrics, losses=trained.losses, train_seconds=trained.train_seconds, eval_seconds=trained.eval_seconds,
+                    steps=trained.steps, checkpoints=trained.checkpoints, metric_reward=metric_reward)
+        return Outcome(self.objective.reward(metric_reward, info) if self.objective.enabled else metric_reward, "ok", None, info)
+
+    def _keep_training(self, step: int, metrics: dict[str, float]) -> bool:
+        """Progressive hurdles: go on when this checkpoint's reward is in the top ``promote`` share of those seen there."""
+        reward = self.task.reward(metrics)
+        peers = self.checkpoint_rewards.setdefault(step, [])
+        go_on = len(peers) < self.fidelity.min_peers or reward >= float(np.quantile(peers, 1 - self.fidelity.promote))
+        peers.append(reward)
+        return go_on
 
 
     def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
@@ -116,10 +143,21 @@ def resolve_controller(init_from: str, tracking_uri: str) -> str:
     return str(local)
 
 
+def log_pareto_fronts(tracker: Tracker, config: Config, candidates_path: Path, output_dir: Path) -> None:
+    """Metric vs parameter count (and vs latency when measured) of every candidate, the Pareto front marked."""
+    records = load_records(candidates_path)
+    costs = ["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else [])
+    for cost in costs:
+        for path in write_pareto(records, config.task.metric, cost, output_dir / "pareto", name=f"pareto_{cost}"):
+            tracker.log_artifact(path, "pareto")
+
+
 def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
     """Run the search ``config`` describes, writing outputs to ``output_dir`` and runs to MLflow."""
     seed_everything(config.seed)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
+    config.objective.validate()
+    config.fidelity.validate(config.trainer.max_steps)
     output_dir.mkdir(parents=True, exist_ok=True)
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
@@ -134,7 +172,8 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     ppo = config.ppo
     if ppo.init_from and config.strategy.value == "ppo":
         ppo = dataclasses.replace(ppo, init_from=resolve_controller(ppo.init_from, config.tracking.uri))
-    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=ppo, initial=config.search_space.initial)
+    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=ppo, initial=config.search_space.initial,
+                             evolution=config.evolution, tpe=config.tpe)
     controller_path = output_dir / CONTROLLER_FILE
 
     tracker = Tracker(config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location)
@@ -163,7 +202,9 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         record = {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
                   "reward": e.value, "metrics": e.info.get("metrics", {}), "num_parameters": e.info.get("num_parameters"),
                   "train_seconds": e.info.get("train_seconds"), "eval_seconds": e.info.get("eval_seconds"),
-                  "pretrain_seconds": e.info.get("pretrain_seconds"),
+                  "pretrain_seconds": e.info.get("pretrain_seconds"), "latency_ms": e.info.get("latency_ms"),
+                  "metric_reward": e.info.get("metric_reward"), "steps": e.info.get("steps"),
+                  "checkpoints": e.info.get("checkpoints", []),
                   "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
                   "error": e.error, "mlflow_run_id": run_id}
         with candidates_path.open("a") as f:
@@ -194,6 +235,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
             tracker.log_artifact(best_dir / "config.json", "best")
         tracker.log_artifact(candidates_path)
         tracker.log_artifact(controller_path)
+        log_pareto_fronts(tracker, config, candidates_path, output_dir)
         tracker.end_search(status)
 
     b = result.best

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.space import Architecture, SearchSpace, architecture_key, as_space
-from nas.strategies import PPOConfig, Proposal, Strategy, make_strategy
+from nas.strategies import EvolutionConfig, PPOConfig, Proposal, Strategy, TPEConfig, make_strategy
 
 
 @dataclass
@@ -147,8 +147,13 @@ def search(
     seed: int = 0,
     ppo: PPOConfig | Mapping[str, Any] | None = None,
     initial: Architecture | None = None,
+    evolution: EvolutionConfig | Mapping[str, Any] | None = None,
+    tpe: TPEConfig | Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Maximise ``objective`` over ``space`` with ``budget`` distinct evaluations.
+
+    ``strategy`` is one of ``nas.STRATEGIES`` (ppo, random, evolution, tpe); ``ppo``, ``evolution``
+    and ``tpe`` hold that strategy's settings (a config or a dict of its fields).
 
     >>> result = nas.search({"x": [0, 1, 2, 3]}, lambda a: -(a["x"] - 2) ** 2, budget=4)
     >>> result.best_architecture
@@ -159,4 +164,5 @@ def search(
         ppo = {**ppo, "iterations": None}
     elif ppo is None:
         ppo = PPOConfig(iterations=None)  # the budget, not a number of updates, ends a library search
-    return run_loop(space, make_strategy(strategy, space, seed=seed, ppo=ppo, initial=initial), objective, budget)
+    chosen = make_strategy(strategy, space, seed=seed, ppo=ppo, initial=initial, evolution=evolution, tpe=tpe)
+    return run_loop(space, chosen, objective, budget)

@@ -100,9 +100,12 @@ class Tracker:
         run_id = run.info.run_id
         ts = _now()
         info = e.info
-        metrics = [Metric(k, float(v), ts, 0) for k, v in info.get("metrics", {}).items()]
+        # Validation metrics at the training step they were measured (several steps under multi-fidelity).
+        checkpoints = info.get("checkpoints") or [(info.get("steps", 0), info.get("metrics", {}))]
+        metrics = [Metric(k, float(v), ts, int(step)) for step, values in checkpoints for k, v in values.items()]
         scalars = {"reward": e.value, "num_parameters": info.get("num_parameters"), "train_seconds": info.get("train_seconds"),
-                   "eval_seconds": info.get("eval_seconds"), "pretrain_seconds": info.get("pretrain_seconds"), "seconds": e.seconds}
+                   "eval_seconds": info.get("eval_seconds"), "pretrain_seconds": info.get("pretrain_seconds"), "seconds": e.seconds,
+                   "latency_ms": info.get("latency_ms"), "metric_reward": info.get("metric_reward"), "steps": info.get("steps")}
         metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
         metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
         metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one

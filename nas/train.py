@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -52,6 +52,9 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    steps: int = 0  # optimizer steps taken (fewer than max_steps when a checkpoint stopped the training)
+    checkpoints: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (step, validation metrics), the last = metrics
+    data_seconds: float = 0.0  # of train_seconds: fetching training batches and moving them to the device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,9 +67,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps: int, learning_rate: float,
-        config: TrainerConfig) -> tuple[list[tuple[int, float]], float]:
+        config: TrainerConfig, checkpoints: Sequence[int] = (),
+        on_checkpoint: Callable[[int], bool] | None = None,
+        timings: dict[str, float] | None = None) -> tuple[list[tuple[int, float]], float]:
     """``steps`` AdamW steps (linear warm-up and decay) on ``batches``; returns ((step, loss) every log_every, seconds).
 
+    At each step in ``checkpoints`` (before ``steps``), ``on_checkpoint(step)`` runs and may end the
+    training by returning False; the schedule is that of the full run, so a run that goes on is the
+    same as one never interrupted. Its time is not counted in the seconds returned.
+    ``timings``, when given, receives ``data_seconds``: the part of those seconds spent fetching batches.
     Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
     """
     if config.num_threads:
@@ -76,9 +85,13 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * steps), num_training_steps=steps)
     losses: list[tuple[int, float]] = []
     model.train()
-    start = time.perf_counter()
+    start, paused, data_seconds = time.perf_counter(), 0.0, 0.0
+    checkpoints = set(checkpoints)
     for step in range(1, steps + 1):
-        loss = model(**{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}).loss
+        fetch = time.perf_counter()
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        data_seconds += time.perf_counter() - fetch
+        loss = model(**batch).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -88,18 +101,58 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
         scheduler.step()
         if step % config.log_every == 0 or step == steps:
             losses.append((step, loss.item()))
-    return losses, time.perf_counter() - start
+        if step in checkpoints and step < steps and on_checkpoint is not None:
+            pause = time.perf_counter()
+            go_on = on_checkpoint(step)
+            model.train()
+            paused += time.perf_counter() - pause
+            if not go_on:
+                break
+    if timings is not None:
+        timings["data_seconds"] = data_seconds
+    return losses, time.perf_counter() - start - paused
 
 
-def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int) -> TrainResult:
-    """Train ``model`` on the task's training subset, then compute the task's validation metrics."""
-    model.to(resolve_device(config.device))
-    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
-    losses, train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config)
-    start = time.perf_counter()
+def evaluate(model: torch.nn.Module, task: Task, batch_size: int) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
-        metrics = task.evaluate(model, config.eval_batch_size)
+        metrics = task.evaluate(model, batch_size)
     if not all(math.isfinite(v) for v in metrics.values()):
         raise FloatingPointError(f"validation metrics are not finite: {metrics}")
-    return TrainResult(metrics, losses, train_seconds, time.perf_counter() - start)
+    return metrics
+
+
+def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int,
+                       checkpoints: Sequence[int] = (), keep_training: Callable[[int, dict[str, float]], bool] | None = None) -> TrainResult:
+    """Train ``model`` on the task's training subset, then compute the task's validation metrics.
+
+    Multi-fidelity: the model is also evaluated at each step in ``checkpoints``, and training stops
+    there when ``keep_training(step, metrics)`` says so; ``metrics`` are then that checkpoint's.
+    """
+    model.to(resolve_device(config.device))
+    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
+    result = TrainResult({})
+    stopped = []
+
+    def on_checkpoint(step: int) -> bool:
+        start = time.perf_counter()
+        metrics = evaluate(model, task, config.eval_batch_size)
+        result.eval_seconds += time.perf_counter() - start
+        result.checkpoints.append((step, metrics))
+        result.steps = step
+        go_on = keep_training is None or keep_training(step, metrics)
+        if not go_on:
+            stopped.append(step)
+        return go_on
+
+    timings: dict[str, float] = {}
+    result.losses, result.train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config, checkpoints, on_checkpoint,
+                                              timings)
+    result.data_seconds = timings["data_seconds"]
+    if not stopped:  # trained to the end: the full-fidelity metrics
+        start = time.perf_counter()
+        result.checkpoints.append((config.max_steps, evaluate(model, task, config.eval_batch_size)))
+        result.eval_seconds += time.perf_counter() - start
+        result.steps = config.max_steps
+    result.metrics = result.checkpoints[-1][1]
+    return result

@@ -1,6 +1,6 @@
 import numpy as np
 
-from nas.env import ArchitectureEnv
+from nas.env import ArchitectureEnv, ControllerEnv
 from nas.space import Constraint, SearchSpace
 
 
@@ -18,11 +18,11 @@ def test_actions_are_set_dimension_to_choice_plus_stop():
 
 def test_mask_excludes_no_ops_and_constraint_breaking_moves():
     env = make_env()
-    state = (1, 0)  # a=2, b=2
+    state = ((1, 0), 0)  # a=2, b=2
     mask = env.action_mask(state)
     # a->1 ok, a->2 no-op, a->4 breaks a<=b, b->2 no-op, b->4 ok, stop ok
     assert mask.tolist() == [True, False, False, False, True, True]
-    state = (2, 1)  # a=4, b=4: lowering b would break the constraint
+    state = ((2, 1), 1)  # a=4, b=4: lowering b would break the constraint
     assert env.action_mask(state).tolist() == [True, True, False, False, False, True]
 
 
@@ -30,6 +30,33 @@ def test_apply_and_observation():
     env = make_env()
     assert env.apply((0, 0), 2) == (2, 0)
     assert env.apply((0, 0), env.stop_action) == (0, 0)
-    obs = env.observation((2, 1), step=1)
+    obs = env.observation(((2, 1), 1))
     assert obs.shape == (env.observation_size,) == (3 + 2 + 4,)
     np.testing.assert_array_equal(obs, [0, 0, 1, 0, 1, 0, 1, 0, 0])
+
+
+def test_modify_steps_propose_each_modification_and_stop_proposes_nothing():
+    env = make_env()
+    state = env.start((0, 0))
+    state, candidate, done = env.step(state, 4)  # b -> 4
+    assert candidate == (0, 1) and state == ((0, 1), 1) and not done
+    assert env.step(state, env.stop_action) == (state, None, True)
+    state, _, done = env.step(((0, 1), 2), 0)
+    assert done  # the horizon (3) ends the episode
+
+
+def test_controller_chooses_each_dimension_in_turn_and_masks_dead_ends():
+    space = SearchSpace.from_dict({"a": [1, 2, 4], "b": [2, 4], "c": [0, 1]},
+                                  [Constraint("a <= b", lambda x: x["a"] <= x["b"]), Constraint("c=1 needs a=1", lambda x: x["c"] == 0 or x["a"] == 1)])
+    env = ControllerEnv(space)
+    assert env.num_actions == 3 and env.observation_size == 3 + 2 + 2 + 4
+    state = env.start()
+    assert env.action_mask(state).tolist() == [True, True, True]  # every a has a valid completion
+    state, candidate, done = env.step(state, 2)  # a=4
+    assert candidate is None and not done
+    assert env.action_mask(state).tolist() == [False, True, False]  # b=2 < a; no third choice for b
+    state, _, _ = env.step(state, 1)
+    assert env.action_mask(state).tolist() == [True, False, False]  # c=1 needs a=1
+    state, candidate, done = env.step(state, 0)
+    assert candidate == (2, 1, 0) and done and space.is_valid_encoding(candidate)
+    np.testing.assert_array_equal(env.observation(state), [0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 1])

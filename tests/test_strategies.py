@@ -17,15 +17,83 @@ def quadratic(arch):
     return -sum((arch[k] - OPTIMUM[k]) ** 2 for k in OPTIMUM) / 10
 
 
+# -- the contract every strategy keeps ---------------------------------------------------------
+# PPO in both environments, and with the controller's value-network screening.
+VARIANTS = [("ppo", {}), ("ppo", {"ppo": {"env": "controller"}}), ("ppo", {"ppo": {"env": "controller", "screening": 8}}),
+            *[(s, {}) for s in nas.STRATEGIES if s != "ppo"]]
+IDS = ["ppo", "ppo-controller", "ppo-screening", *[s for s in nas.STRATEGIES if s != "ppo"]]
+
+
 @pytest.mark.parametrize("strategy", nas.STRATEGIES)
 def test_same_seed_same_proposals_and_budget_respected(strategy):
     runs = [nas.search(SPACE, quadratic, strategy=strategy, budget=25, seed=3) for _ in range(2)]
     assert [e.architecture for e in runs[0].history] == [e.architecture for e in runs[1].history]
+    assert [e.value for e in runs[0].history] == [e.value for e in runs[1].history]
     assert len(runs[0].history) == 25
     keys = [e.key for e in runs[0].history]
     assert len(set(keys)) == len(keys), "an architecture was evaluated twice"
     other = nas.search(SPACE, quadratic, strategy=strategy, budget=25, seed=4)
     assert [e.architecture for e in other.history] != [e.architecture for e in runs[0].history]
+
+
+@pytest.mark.parametrize(("strategy", "settings"), VARIANTS, ids=IDS)
+def test_every_strategy_keeps_the_contract(strategy, settings):
+    """Only valid architectures, the initial one first, no repeats, the objective called once per evaluation."""
+    space = SearchSpace.from_dict(SPACE, [Constraint("a <= b", lambda x: x["a"] <= x["b"])])
+    calls = []
+
+    def counted(arch):
+        calls.append(dict(arch))
+        return quadratic(arch)
+
+    initial = {"a": 0, "b": 0, "c": 0, "d": 0}
+    result = nas.search(space, counted, strategy=strategy, budget=30, seed=5, initial=initial, **settings)
+    again = nas.search(space, quadratic, strategy=strategy, budget=30, seed=5, initial=initial, **settings)
+    assert [e.architecture for e in again.history] == calls, "same seed, different proposals"
+    assert calls == [e.architecture for e in result.history] and len(calls) == 30
+    assert calls[0] == initial
+    assert all(a["a"] <= a["b"] for a in calls), "an invalid architecture was proposed"
+    assert len({tuple(sorted(a.items())) for a in calls}) == len(calls)
+    assert result.best_value == max(quadratic(a) for a in calls)
+
+
+@pytest.mark.parametrize(("strategy", "settings"), VARIANTS, ids=IDS)
+def test_a_small_space_ends_the_search_without_repeats(strategy, settings):
+    # 8 valid architectures and a budget of 50: the search ends on its own, each evaluated at most once.
+    space = SearchSpace.from_dict({"x": list(range(4)), "y": list(range(3))}, [Constraint("x >= y", lambda a: a["x"] >= a["y"])])
+    result = nas.search(space, lambda a: a["x"] - 2 * a["y"], strategy=strategy, budget=50, seed=0, **settings)
+    keys = [e.key for e in result.history]
+    assert len(set(keys)) == len(keys) <= 9
+    if strategy != "ppo":  # PPO stops once its policy proposes nothing new; the others enumerate the space
+        assert len(keys) == 9
+    assert result.best_architecture == {"x": 3, "y": 0}
+
+
+@pytest.mark.parametrize("strategy", [s for s in nas.STRATEGIES if s != "random"])  # random search has no settings
+def test_strategy_settings_are_checked(strategy):
+    bad = {"ppo": {"ppo": {"horizon": 0}}, "evolution": {"evolution": {"sample_size": 0}}, "tpe": {"tpe": {"n_ei_candidates": 0}}}[strategy]
+    with pytest.raises(ValueError, match=rf"{strategy}\.\w+"):
+        nas.search(SPACE, quadratic, strategy=strategy, budget=3, **bad)
+
+
+def test_evolution_mutates_tournament_winners():
+    space = SearchSpace.from_dict(SPACE)
+    strategy = make_strategy("evolution", space, seed=0, evolution={"population_size": 5, "sample_size": 5})
+    result = run_loop(space, strategy, quadratic, budget=12)
+    first = result.history[:5]
+    best = max(first, key=lambda e: e.value).architecture
+    child = result.history[5].architecture
+    # With the whole population in the tournament, the 6th proposal is the best one with one change.
+    assert sum(best[k] != child[k] for k in best) == 1
+    assert len(strategy.population) == 5  # aging: the oldest left as children joined
+
+
+def test_tpe_beats_random_on_a_smooth_objective():
+    # A separable objective is what TPE models best; over 5 seeds its median best must beat random's.
+    def median_best(name):
+        return sorted(nas.search(SPACE, quadratic, strategy=name, budget=40, seed=s).best_value for s in range(5))[2]
+
+    assert median_best("tpe") > median_best("random")
 
 
 def test_ppo_finds_the_optimum_of_a_synthetic_objective():

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nas.space import Architecture
+import numpy as np
+
+from nas.space import Architecture, Encoding, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -29,3 +31,43 @@ class Strategy(Protocol):
     def tell(self, proposal: Proposal, value: float | None) -> None:
         """The value of the last proposal (None when its evaluation failed)."""
 
+
+
+class UnseenSampler:
+    """Valid architectures never proposed before: the initial one first (when given), then uniformly at random.
+
+    Rejection sampling, falling back to enumerating what is left when it keeps missing (a nearly
+    exhausted or heavily constrained space); ``None`` once every valid architecture was proposed.
+    """
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, initial: Architecture | None = None, max_tries: int = 1000):
+        self.space = space
+        self.rng = rng
+        self.max_tries = max_tries
+        self.proposed: set[Encoding] = set()
+        self._initial = space.encode(initial) if initial is not None else None
+        if self._initial is not None and not space.is_valid_encoding(self._initial):
+            raise ValueError(f"initial architecture {initial} breaks {space.violations(space.decode(self._initial))}")
+
+    def take(self, encoding: Encoding) -> bool:
+        """Mark ``encoding`` proposed when it is valid and new; False otherwise."""
+        if encoding in self.proposed or not self.space.is_valid_encoding(encoding):
+            return False
+        self.proposed.add(encoding)
+        return True
+
+    def next_random(self) -> Encoding | None:
+        if self._initial is not None:
+            initial, self._initial = self._initial, None
+            if self.take(initial):
+                return initial
+        for _ in range(self.max_tries):
+            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
+            if self.take(encoding):
+                return encoding
+        remaining = [e for e in self.space.all_encodings() if e not in self.proposed and self.space.is_valid_encoding(e)]
+        if not remaining:
+            return None
+        encoding = remaining[int(self.rng.integers(len(remaining)))]
+        self.proposed.add(encoding)
+        return encoding

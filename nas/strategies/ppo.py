@@ -1,15 +1,22 @@
-"""PPO over architecture modifications.
+"""PPO over architectures, in either MDP of nas.env (``ppo.env``).
 
-An episode starts from the best architecture found so far (the initial one until something beats
-it) and applies up to ``horizon`` modifications sampled from pi_theta(a|s). The reward of a step is
-the change in metric it caused, M(s') - M(s), so with gamma = 1 an episode's return is its total
-gain; "stop" earns 0 and a failed candidate earns ``failure_reward`` and ends the episode. After
-``population_size`` episodes the policy and value networks get one PPO update (GAE advantages,
-clipped surrogate, value loss, entropy bonus, minibatch epochs, gradient clipping).
+``modify`` (default): an episode starts from the best architecture found so far (the initial one
+until something beats it) and applies up to ``horizon`` modifications sampled from pi_theta(a|s).
+The reward of a step is the change in metric it caused, M(s') - M(s), so with gamma = 1 an
+episode's return is its total gain; "stop" earns 0.
+``controller``: an episode picks every dimension's value in turn and earns the metric of the
+architecture it built. With ``screening`` = K > 1, K episodes are sampled from the policy and only
+the one whose complete architecture the value network rates highest is trained; the value network
+learns V(complete architecture) = its metric from every architecture evaluated so far.
+
+A failed candidate earns ``failure_reward`` and ends the episode. After ``population_size``
+episodes the policy and value networks get one PPO update (GAE advantages, clipped surrogate,
+value loss, entropy bonus, minibatch epochs, gradient clipping).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from nas.env import ArchitectureEnv
+from nas.env import ControllerEnv, State, make_env
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal
@@ -40,8 +47,29 @@ class PPOConfig:
     norm_adv: bool = True  # normalise advantages within each minibatch
     hidden_size: int = 64  # width of the policy and value MLPs
     failure_reward: float = -1.0  # reward for reaching an architecture whose evaluation failed
-    max_idle_episodes: int = 1000  # consecutive episodes that stop at once before the strategy gives up
+    max_stale_episodes: int = 50  # consecutive episodes proposing nothing new before the search counts as converged
+    env: str = "modify"  # modify: walk from the incumbent; controller: choose each dimension in turn (see nas/env.py)
+    screening: int = 1  # controller env: episodes sampled per candidate, the value network's favourite is trained (1 = off)
     init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        checks = [
+            ("iterations", self.iterations is None or self.iterations >= 1, ">= 1 (or null)"),
+            ("population_size", self.population_size >= 1, ">= 1"), ("horizon", self.horizon >= 1, ">= 1"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"), ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
+            ("clip_coef", self.clip_coef > 0, "> 0"), ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a positive number"),
+            ("update_epochs", self.update_epochs >= 1, ">= 1"), ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
+            ("ent_coef", self.ent_coef >= 0, ">= 0"), ("vf_coef", self.vf_coef >= 0, ">= 0"), ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
+            ("hidden_size", self.hidden_size >= 1, ">= 1"), ("failure_reward", math.isfinite(self.failure_reward), "finite"),
+            ("max_stale_episodes", self.max_stale_episodes >= 1, ">= 1"), ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
+            ("screening", self.screening >= 1, ">= 1"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"ppo.{key} must be {expected}, got {getattr(self, key)!r}")
+        if self.screening > 1 and self.env != "controller":
+            raise ValueError(f"ppo.screening={self.screening} needs ppo.env=controller (the value network scores complete architectures)")
 
 
 CONTROLLER_FORMAT = "nas-ppo-controller/1"
@@ -75,8 +103,8 @@ def controller_mismatch(state: dict[str, Any], space: SearchSpace, config: PPOCo
     ]
     if list(saved) != list(space.names) and not problems:
         problems.append(f"dimensions are in the order {list(saved)} in the controller but {list(space.names)} here")
-    for key in ("horizon", "hidden_size"):
-        if state[key] != getattr(config, key):
+    for key in ("horizon", "hidden_size", "env"):
+        if state.get(key, "modify") != getattr(config, key):
             problems.append(f"ppo.{key} is {getattr(config, key)} here but {state[key]} in the controller")
     return problems
 
@@ -85,9 +113,10 @@ class PPOStrategy:
     name = "ppo"
 
     def __init__(self, space: SearchSpace, config: PPOConfig, seed: int = 0, initial: Architecture | None = None):
+        config.validate()
         self.space = space
         self.config = config
-        self.env = ArchitectureEnv(space, config.horizon)
+        self.env = make_env(config.env, space, config.horizon)
         self.generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():  # seed the networks' init without touching the caller's RNG
             torch.manual_seed(seed)
@@ -102,15 +131,18 @@ class PPOStrategy:
         if not space.is_valid_encoding(self.initial):
             raise ValueError(f"initial architecture {space.decode(self.initial)} breaks {space.violations(space.decode(self.initial))}")
         self.incumbent: tuple[Encoding, float] | None = None
+        self.values: dict[Encoding, float | None] = {}  # every architecture told so far
         self.iteration = 0
         self.episode = 0  # within the iteration
         self.iteration_stats: list[dict] = []
-        self._pending: tuple[Encoding, bool] | None = None  # (encoding, is_start)
+        self._pending: tuple[Encoding, State | None, bool] | None = None  # (architecture, next state, episode ends); state None: a start point
         self._tried_initial = False  # after a failed initial architecture, start from random ones
-        self._state: Encoding | None = None
+        self._state: State | None = None
         self._state_value = 0.0
-        self._step = 0
+        self._plan: list[int] = []  # actions of a screened episode still to take
         self._episode_return = 0.0
+        self._episode_new = False  # whether this episode proposed an architecture not seen before
+        self._stale = 0  # consecutive episodes that proposed nothing new
         self._returns: list[float] = []
         self._buffer: dict[str, list] = self._empty_buffer()
 
@@ -121,6 +153,7 @@ class PPOStrategy:
             "dimensions": {name: list(self.space.dimensions[name]) for name in self.space.names},
             "horizon": self.config.horizon,
             "hidden_size": self.config.hidden_size,
+            "env": self.config.env,
             "iterations": self.iteration,
             "policy": self.policy.state_dict(),
             "value": self.value.state_dict(),
@@ -153,47 +186,71 @@ class PPOStrategy:
         if self.incumbent is None:  # nothing evaluated successfully yet: evaluate a starting point
             encoding = self._random_valid() if self._tried_initial else self.initial
             self._tried_initial = True
-            self._pending = (encoding, True)
+            self._pending = (encoding, None, True)
             return Proposal(self.space.decode(encoding), self.iteration, self.episode, 0)
-        idle = 0
         while not self.finished:
             if self._state is None:
-                self._state, self._state_value = self.incumbent
-                self._step, self._episode_return = 0, 0.0
-            obs = self.env.observation(self._state, self._step)
+                if self._stale >= self.config.max_stale_episodes:
+                    return None  # converged: the policy keeps revisiting what it already knows
+                self._begin_episode()
+            obs = self.env.observation(self._state)
             mask = self.env.action_mask(self._state)
             obs_t, mask_t = torch.from_numpy(obs), torch.from_numpy(mask)
             with torch.no_grad():
                 dist = self.policy.distribution(obs_t, mask_t)
-                action = torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
+                action = torch.tensor(self._plan.pop(0)) if self._plan else torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
                 logprob, value = dist.log_prob(action), self.value(obs_t)
             self._record(obs=obs_t, mask=mask_t, action=action, logprob=logprob, value=value)
-            if int(action) == self.env.stop_action:
-                self._end_step(reward=0.0, done=True)
-                idle += 1
-                if idle >= self.config.max_idle_episodes:
-                    return None
+            nxt, candidate, done = self.env.step(self._state, int(action))
+            if candidate is None:  # "stop", or a choice that does not complete an architecture yet
+                self._state = nxt
+                self._end_step(reward=0.0, done=done)
                 continue
-            nxt = self.env.apply(self._state, int(action))
-            self._pending = (nxt, False)
-            return Proposal(self.space.decode(nxt), self.iteration, self.episode, self._step + 1)
+            self._pending = (candidate, nxt, done)
+            return Proposal(self.space.decode(candidate), self.iteration, self.episode, self._state[1] + 1)
         return None
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
         if self._pending is None:
             raise RuntimeError("tell() without a pending ask()")
-        encoding, is_start = self._pending
+        encoding, nxt, done = self._pending
         self._pending = None
+        if encoding not in self.values:
+            self._episode_new = True
+        self.values[encoding] = value
         if value is not None and (self.incumbent is None or value > self.incumbent[1]):
             self.incumbent = (encoding, value)
-        if is_start:
+        if nxt is None:  # a start point, not a step of an episode
             return
         if value is None:
             self._end_step(reward=self.config.failure_reward, done=True)
             return
-        reward = value - self._state_value
-        self._state, self._state_value = encoding, value
-        self._end_step(reward=reward, done=self._step + 1 >= self.config.horizon)
+        reward = value - self._state_value if self.env.delta_rewards else value
+        self._state, self._state_value = nxt, value
+        self._end_step(reward=reward, done=done)
+
+    def _begin_episode(self) -> None:
+        self._state = self.env.start(self.incumbent[0])
+        self._state_value = self.incumbent[1]
+        self._episode_return, self._episode_new = 0.0, False
+        if isinstance(self.env, ControllerEnv) and self.config.screening > 1:
+            self._plan = self._screen(self.config.screening)
+
+    def _screen(self, k: int) -> list[int]:
+        """Sample ``k`` episodes from the policy; keep the one whose architecture V rates highest, preferring unseen ones."""
+        env = self.env
+        states, actions = [env.start()] * k, [[] for _ in range(k)]
+        with torch.no_grad():
+            for _ in range(env.num_dimensions):  # the k episodes advance together, one batched forward per step
+                obs = torch.from_numpy(np.stack([env.observation(s) for s in states]))
+                masks = torch.from_numpy(np.stack([env.action_mask(s) for s in states]))
+                chosen = torch.multinomial(self.policy.distribution(obs, masks).probs, 1, generator=self.generator).squeeze(1).tolist()
+                for i, action in enumerate(chosen):
+                    actions[i].append(action)
+                    states[i] = env.step(states[i], action)[0]
+            scores = self.value(torch.from_numpy(np.stack([env.observation(s) for s in states]))).tolist()
+        best = min(range(k), key=lambda i: (states[i][0] in self.values, -scores[i]))
+        return actions[best]
 
     def _random_valid(self) -> Encoding:
         for _ in range(10_000):
@@ -210,21 +267,32 @@ class PPOStrategy:
         self._buffer["reward"].append(torch.tensor(reward, dtype=torch.float32))
         self._buffer["done"].append(torch.tensor(float(done)))
         self._episode_return += reward
-        self._step += 1
         if done:
             self._returns.append(self._episode_return)
-            self._state = None
+            self._stale = 0 if self._episode_new else self._stale + 1
+            self._state, self._plan = None, []
             self.episode += 1
             if self.episode >= self.config.population_size:
                 self._update()
 
     # -- the PPO update ---------------------------------------------------------------------------
+    def _replay(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Controller env: (observations of every successfully evaluated complete architecture, their metrics)."""
+        if not isinstance(self.env, ControllerEnv):
+            return None
+        done = [(e, v) for e, v in self.values.items() if v is not None]
+        if not done:
+            return None
+        obs = np.stack([self.env.observation((e, self.env.num_dimensions)) for e, _ in done])
+        return torch.from_numpy(obs), torch.tensor([v for _, v in done], dtype=torch.float32)
+
     def _update(self) -> None:
         c = self.config
         b = {k: torch.stack(v) for k, v in self._buffer.items()}
         # Transitions are stored episode after episode, so s_{t+1}'s value is the next entry's.
         next_values = torch.cat([b["value"][1:], torch.zeros(1)]) * (1 - b["done"])
         advantages, returns = gae(b["reward"], b["value"], b["done"], next_values, c.gamma, c.gae_lambda)
+        replay = self._replay()
         n = len(advantages)
         params = [*self.policy.parameters(), *self.value.parameters()]
         log: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
@@ -236,6 +304,8 @@ class PPOStrategy:
                 mb_adv = normalize(advantages[mb]) if c.norm_adv else advantages[mb]
                 pl = clipped_policy_loss(newlogprob, b["logprob"][mb], mb_adv, c.clip_coef)
                 v_loss = value_loss(self.value(b["obs"][mb]), returns[mb])
+                if replay is not None:  # V(complete architecture) = its metric, from every evaluation so far
+                    v_loss = v_loss + value_loss(self.value(replay[0]), replay[1])
                 loss = pl.loss - c.ent_coef * entropy + c.vf_coef * v_loss
                 self.optimizer.zero_grad()
                 loss.backward()

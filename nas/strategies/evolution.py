@@ -1,0 +1,78 @@
+"""Regularized evolution (Real et al., 2019): an aging population, tournament selection, one mutation.
+
+The first ``population_size`` proposals are the initial architecture (when given) and random valid
+ones. After that each proposal is a mutation of a tournament winner: ``sample_size`` members drawn
+at random, the best of them copied with one dimension changed to another valid choice. Each new
+child joins the population and the oldest member leaves, whatever its value ("aging").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from nas.space import Architecture, Encoding, SearchSpace
+from nas.strategies.base import Proposal, UnseenSampler
+
+
+@dataclass
+class EvolutionConfig:
+    population_size: int = 10  # members alive at once; also the number of random architectures that start the search
+    sample_size: int = 3  # tournament size: members drawn to pick each parent (larger: greedier)
+
+    def validate(self) -> None:
+        if self.population_size < 1:
+            raise ValueError(f"evolution.population_size must be >= 1, got {self.population_size}")
+        if not 1 <= self.sample_size <= self.population_size:
+            raise ValueError(f"evolution.sample_size must be in [1, evolution.population_size={self.population_size}], got {self.sample_size}")
+
+
+class EvolutionStrategy:
+    name = "evolution"
+
+    def __init__(self, space: SearchSpace, config: EvolutionConfig | None = None, seed: int = 0, initial: Architecture | None = None):
+        self.space = space
+        self.config = config or EvolutionConfig()
+        self.config.validate()
+        self.rng = np.random.default_rng(seed)
+        self.sampler = UnseenSampler(space, self.rng, initial)
+        self.population: deque[tuple[Encoding, float]] = deque()
+        self.iteration_stats: list[dict] = []
+        self._pending: Encoding | None = None
+        self._count = 0
+
+    def ask(self) -> Proposal | None:
+        if len(self.population) < self.config.population_size:
+            encoding = self.sampler.next_random()
+        else:
+            encoding = self._mutant() or self.sampler.next_random()
+        if encoding is None:
+            return None
+        self._pending = encoding
+        self._count += 1
+        return Proposal(self.space.decode(encoding), iteration=0, episode=self._count - 1, step=0)
+
+    def _mutant(self) -> Encoding | None:
+        idx = self.rng.choice(len(self.population), size=min(self.config.sample_size, len(self.population)), replace=False)
+        parent = max((self.population[i] for i in idx), key=lambda member: member[1])[0]
+        # One dimension to another valid choice; children already proposed are skipped (they cost no
+        # evaluation but teach nothing), trying every single mutation in random order.
+        moves = [(d, c) for d, n in enumerate(self.space.sizes) for c in range(n) if c != parent[d]]
+        for k in self.rng.permutation(len(moves)):
+            d, c = moves[k]
+            child = parent[:d] + (c,) + parent[d + 1 :]
+            if self.sampler.take(child):
+                return child
+        return None
+
+    def tell(self, proposal: Proposal, value: float | None) -> None:
+        encoding, self._pending = self._pending, None
+        if encoding is None:
+            raise RuntimeError("tell() without a pending ask()")
+        if value is None:  # a failed architecture never becomes a parent
+            return
+        self.population.append((encoding, value))
+        if len(self.population) > self.config.population_size:
+            self.population.popleft()
