@@ -1,14 +1,18 @@
 """MLflow tracking: one parent run per search, one nested child run per evaluated candidate.
 
 The only module that imports mlflow. It uses MlflowClient with explicit run ids, so nothing
-depends on mlflow's global "active run" state.
+depends on mlflow's global "active run" state. A candidate's run is created at once (its id goes
+into candidates.jsonl); its params, metrics, config and status are written by one background
+thread, in order, while the next candidate trains. ``flush`` (called by ``end_search``) waits for
+them and raises the first logging error.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,21 @@ class Tracker:
         else:
             self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nas-mlflow")  # one thread keeps writes in order
+        self._pending: list[Future] = []
+
+    def _in_background(self, fn: Callable, *args: Any) -> None:
+        self._raise_failures(wait=False)  # a store that stopped working fails the search at the next candidate
+        self._pending.append(self._writer.submit(fn, *args))
+
+    def _raise_failures(self, wait: bool) -> None:
+        for future in [f for f in self._pending if wait or f.done()]:
+            self._pending.remove(future)
+            future.result()  # re-raises the logging error
+
+    def flush(self) -> None:
+        """Wait until everything logged so far is in the store."""
+        self._raise_failures(wait=True)
 
     def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
@@ -98,6 +117,10 @@ class Tracker:
             tags["error"] = e.error[:5000]
         run = self.client.create_run(self.experiment_id, run_name=f"candidate-{e.index:03d}-{e.key}", tags=tags)
         run_id = run.info.run_id
+        self._in_background(self._log_candidate_body, run_id, e, hf_config_json)
+        return run_id
+
+    def _log_candidate_body(self, run_id: str, e: Evaluation, hf_config_json: str | None) -> None:
         ts = _now()
         info = e.info
         # Validation metrics at the training step they were measured (several steps under multi-fidelity).
@@ -114,14 +137,17 @@ class Tracker:
         if hf_config_json:
             self.client.log_text(run_id, hf_config_json, "config.json")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
-        return run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         ts = _now()
-        self._log(self.parent_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        self._in_background(self._log, self.parent_id, [Metric(k, float(v), ts, step) for k, v in metrics.items()])
 
     def end_search(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.parent_id, status)
+        try:
+            self.flush()
+        finally:
+            self._writer.shutdown(wait=True)
+            self.client.set_terminated(self.parent_id, status)
 
     def _log(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         # MLflow caps a batch at 1000 metrics / 100 params.

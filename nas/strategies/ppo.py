@@ -47,9 +47,10 @@ class PPOConfig:
     norm_adv: bool = True  # normalise advantages within each minibatch
     hidden_size: int = 64  # width of the policy and value MLPs
     failure_reward: float = -1.0  # reward for reaching an architecture whose evaluation failed
-    max_stale_episodes: int = 50  # consecutive episodes proposing nothing new before the search counts as converged
+    max_stale_episodes: int = 50  # consecutive episodes proposing nothing new before a random unseen architecture is tried instead
     env: str = "modify"  # modify: walk from the incumbent; controller: choose each dimension in turn (see nas/env.py)
     screening: int = 1  # controller env: episodes sampled per candidate, the value network's favourite is trained (1 = off)
+    value_fit_steps: int = 0  # controller env: extra Adam steps per update fitting V(complete architecture) to every metric seen
     init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
 
     def validate(self) -> None:
@@ -63,7 +64,7 @@ class PPOConfig:
             ("ent_coef", self.ent_coef >= 0, ">= 0"), ("vf_coef", self.vf_coef >= 0, ">= 0"), ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"), ("failure_reward", math.isfinite(self.failure_reward), "finite"),
             ("max_stale_episodes", self.max_stale_episodes >= 1, ">= 1"), ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
-            ("screening", self.screening >= 1, ">= 1"),
+            ("screening", self.screening >= 1, ">= 1"), ("value_fit_steps", self.value_fit_steps >= 0, ">= 0"),
         ]
         for key, ok, expected in checks:
             if not ok:
@@ -191,7 +192,15 @@ class PPOStrategy:
         while not self.finished:
             if self._state is None:
                 if self._stale >= self.config.max_stale_episodes:
-                    return None  # converged: the policy keeps revisiting what it already knows
+                    # Converged: the policy keeps revisiting what it knows. Spend the next evaluation on
+                    # a random unseen architecture (a new incumbent, when it is better), then give the
+                    # policy one iteration to propose something new before the next random one.
+                    self._stale = max(0, self.config.max_stale_episodes - self.config.population_size)
+                    encoding = self._random_unseen()
+                    if encoding is None:
+                        return None  # every valid architecture has been evaluated
+                    self._pending = (encoding, None, True)
+                    return Proposal(self.space.decode(encoding), self.iteration, self.episode, 0)
                 self._begin_episode()
             obs = self.env.observation(self._state)
             mask = self.env.action_mask(self._state)
@@ -251,6 +260,14 @@ class PPOStrategy:
             scores = self.value(torch.from_numpy(np.stack([env.observation(s) for s in states]))).tolist()
         best = min(range(k), key=lambda i: (states[i][0] in self.values, -scores[i]))
         return actions[best]
+
+    def _random_unseen(self) -> Encoding | None:
+        for _ in range(1000):
+            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
+            if encoding not in self.values and self.space.is_valid_encoding(encoding):
+                return encoding
+        rest = [e for e in self.space.all_encodings() if e not in self.values and self.space.is_valid_encoding(e)]
+        return rest[int(self.rng.integers(len(rest)))] if rest else None
 
     def _random_valid(self) -> Encoding:
         for _ in range(10_000):
@@ -313,6 +330,12 @@ class PPOStrategy:
                 self.optimizer.step()
                 for k, v in (("policy_loss", pl.loss), ("value_loss", v_loss), ("entropy", entropy), ("approx_kl", pl.approx_kl), ("clipfrac", pl.clipfrac)):
                     log[k].append(float(v.detach()))
+        if replay is not None:
+            for _ in range(c.value_fit_steps):  # the surrogate the screening ranks by: fit it on all the evidence
+                self.optimizer.zero_grad()
+                (c.vf_coef * value_loss(self.value(replay[0]), replay[1])).backward()
+                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                self.optimizer.step()
         self.iteration_stats.append(
             {
                 "iteration": self.iteration,
