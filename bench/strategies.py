@@ -4,7 +4,7 @@ Two landscapes:
 - ``table``: the shipped tabular benchmark (bench/tabular/*.csv: every architecture of the default
   BERT space on Rotten Tomatoes, really trained; see bench/tabular/build_table.py). A lookup stands
   in for training, so 20+ seeds of every strategy take seconds to minutes.
-- ``live``: a small BERT space trained for real (30 optimizer steps per candidate) through the
+- ``live``: a small BERT space (48 architectures) trained for real (the default trainer) through the
   same objective the runner uses. Training is deterministic per (seed, architecture), so each
   distinct architecture is trained once and shared by every search that proposes it.
 
@@ -12,8 +12,8 @@ For each strategy and seed it records the best-so-far metric after each evaluati
 of evaluations needed to reach the top 1% of the table (a search that never gets there counts as
 budget + 1, shown as ">budget"). Writes report.md, results.json and best_so_far.png.
 
-    python bench/strategies.py                     # table, 20 seeds, budget 150 (~10 min on 2 cores)
-    python bench/strategies.py --live --seeds 20   # + the live space (~10 min more)
+    python bench/strategies.py                            # table, 20 seeds, budget 150 (~8 min on 2 cores)
+    python bench/strategies.py --live --seeds 30          # the README's figures: + the live space (~5 min more)
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ def evals_to_reach(curve: list[float], threshold: float, budget: int) -> int:
     return next((i + 1 for i, v in enumerate(curve) if v >= threshold - 1e-12), budget + 1)
 
 
-def run_variant(space: SearchSpace, objective, variant: str, seeds: list[int], budget: int, defaults: dict) -> list[dict]:
+def run_variant(space: SearchSpace, objective, variant: str, seeds: list[int], budget: int, defaults: dict, overrides: dict | None = None) -> list[dict]:
     kind, settings = VARIANTS[variant]
     out = []
     for seed in seeds:
-        config = {**defaults.get(kind, {}), **settings}
+        config = {**defaults.get(kind, {}), **settings, **((overrides or {}) if kind == "ppo" else {})}
         strategy = make_strategy(kind, space, seed=seed, **({kind: config} if kind in defaults else {}))
         start = time.perf_counter()
         result = run_loop(space, strategy, objective, budget)
@@ -153,9 +153,10 @@ def live_landscape(args):
 
     register_configs()
     GlobalHydra.instance().clear()
-    overrides = ["trainer.max_steps=30", "trainer.batch_size=16", "trainer.num_threads=1", "task.train_size=480", "task.val_size=300",
-                 "task.vocab_size=1000", "search_space.max_params=null", "search_space.initial=null",
-                 "search_space.dimensions={num_hidden_layers:[1,2],hidden_size:[16,32,64],num_attention_heads:[1,2,4],intermediate_size:[32,64,128],hidden_act:[gelu,relu]}"]
+    # The default trainer (fewer steps leave every model predicting the majority class), a smaller space.
+    overrides = ["trainer.num_threads=1", "search_space.max_params=null", "search_space.initial=null",
+                 "search_space.dimensions.hidden_size=[32,64]", "search_space.dimensions.intermediate_size=[64,128]",
+                 "search_space.dimensions.hidden_act=[gelu,relu]", "search_space.dimensions.hidden_dropout_prob=[0.1]"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         config = to_typed(compose(config_name="config", overrides=overrides))
     task = make_task(config.task)
@@ -182,7 +183,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--live", action="store_true", help="also search a small space that trains every candidate")
-    parser.add_argument("--live-budget", type=int, default=20)
+    parser.add_argument("--live-budget", type=int, default=24)
     parser.add_argument("--live-variants", nargs="+", default=["random", "evolution", "tpe", "ppo"], choices=list(VARIANTS))
     parser.add_argument("--ppo", nargs="*", default=[], metavar="KEY=VALUE", help="PPO settings for every ppo variant, e.g. population_size=4")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "strategies")
@@ -193,9 +194,10 @@ def main() -> None:
     torch.set_num_threads(1)  # the controller's networks are tiny: one thread is faster, and leaves a core free
     seeds = list(range(args.seeds))
     defaults = shipped_defaults()
+    ppo_overrides = {}
     for item in args.ppo:
         key, value = item.split("=", 1)
-        defaults["ppo"][key] = json.loads(value) if value[:1] in "-0123456789.[{tfn" else value
+        ppo_overrides[key] = json.loads(value) if value[:1] in "-0123456789.[{tfn" else value
 
     space, table, dims = load_table(args.table)
     values = sorted(table.values(), reverse=True)
@@ -211,7 +213,7 @@ def main() -> None:
               f"{args.seeds} seeds per strategy, budget {args.budget} evaluations.", ""]
     results, summary = {}, {}
     for name in args.variants:
-        results[name] = run_variant(space, lookup, name, seeds, args.budget, defaults)
+        results[name] = run_variant(space, lookup, name, seeds, args.budget, defaults, ppo_overrides)
         summary[name] = summarise(results[name], threshold, args.budget)
         print(f"table {name}: median evals to top 1% {summary[name]['evals_to_top1_median']}, reached {summary[name]['reached']}/{args.seeds}", flush=True)
     plot(results, args.budget, threshold, f"{args.table.stem}: median and quartiles over {args.seeds} seeds", args.out / "best_so_far.png")
@@ -228,7 +230,7 @@ def main() -> None:
         space_live, objective, overrides, trained = live_landscape(args)
         live_results, live_summary = {}, {}
         for name in args.live_variants:
-            live_results[name] = run_variant(space_live, objective, name, seeds, args.live_budget, defaults)
+            live_results[name] = run_variant(space_live, objective, name, seeds, args.live_budget, defaults, ppo_overrides)
             print(f"live {name}: median best {np.median([r['best'] for r in live_results[name]]):.4f}", flush=True)
         live_sorted = sorted(trained.values(), reverse=True)
         best_seen = live_sorted[max(1, math.ceil(0.01 * len(live_sorted))) - 1]  # top 1% of the architectures trained

@@ -170,7 +170,7 @@ def test_screening_trains_the_sample_the_value_network_rates_highest():
 
 def test_the_value_network_learns_the_metric_of_complete_architectures():
     space = SearchSpace.from_dict(SPACE)
-    strategy = make_strategy("ppo", space, seed=0, ppo={"env": "controller", "screening": 8, "value_fit_steps": 100, "iterations": None})
+    strategy = make_strategy("ppo", space, seed=0, ppo={"env": "controller", "screening": 8, "iterations": None})
     result = run_loop(space, strategy, quadratic, budget=60)
     obs, target = strategy._replay()
     predicted = strategy.value(obs).detach()

@@ -50,7 +50,6 @@ class PPOConfig:
     max_stale_episodes: int = 50  # consecutive episodes proposing nothing new before a random unseen architecture is tried instead
     env: str = "modify"  # modify: walk from the incumbent; controller: choose each dimension in turn (see nas/env.py)
     screening: int = 1  # controller env: episodes sampled per candidate, the value network's favourite is trained (1 = off)
-    value_fit_steps: int = 0  # controller env: extra Adam steps per update fitting V(complete architecture) to every metric seen
     init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
 
     def validate(self) -> None:
@@ -64,7 +63,7 @@ class PPOConfig:
             ("ent_coef", self.ent_coef >= 0, ">= 0"), ("vf_coef", self.vf_coef >= 0, ">= 0"), ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"), ("failure_reward", math.isfinite(self.failure_reward), "finite"),
             ("max_stale_episodes", self.max_stale_episodes >= 1, ">= 1"), ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
-            ("screening", self.screening >= 1, ">= 1"), ("value_fit_steps", self.value_fit_steps >= 0, ">= 0"),
+            ("screening", self.screening >= 1, ">= 1"),
         ]
         for key, ok, expected in checks:
             if not ok:
@@ -330,12 +329,6 @@ class PPOStrategy:
                 self.optimizer.step()
                 for k, v in (("policy_loss", pl.loss), ("value_loss", v_loss), ("entropy", entropy), ("approx_kl", pl.approx_kl), ("clipfrac", pl.clipfrac)):
                     log[k].append(float(v.detach()))
-        if replay is not None:
-            for _ in range(c.value_fit_steps):  # the surrogate the screening ranks by: fit it on all the evidence
-                self.optimizer.zero_grad()
-                (c.vf_coef * value_loss(self.value(replay[0]), replay[1])).backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
-                self.optimizer.step()
         self.iteration_stats.append(
             {
                 "iteration": self.iteration,
