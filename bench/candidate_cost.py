@@ -584,7 +584,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"`{command}` ({time.strftime('%Y-%m-%d %H:%M')}, benchmark wall {now() - wall_start:.0f} s). Config{which}: "
              f"`{config.task.name.value}` / `{config.search_space.family}` space, {config.trainer.max_steps} AdamW steps of batch "
              f"{config.trainer.batch_size}, validation {config.task.val_size}, PPO (population {config.ppo.population_size}, horizon "
-             f"{config.ppo.horizon}), MLflow on a fresh sqlite store (warmed by one throw-away run).", "",
+             f"{config.ppo.horizon}), MLflow on a fresh sqlite store (warmed by one throw-away run).", ""]
+    if busy_start or busy_end:
+        lines += [f"**The machine was not idle** (other running processes at start: {len(busy_start)}, at end: {len(busy_end)}; "
+                  f"1-min load {load_start[0]:.2f} -> {load_end[0]:.2f}): timings are inflated and noisy, rerun on a quiet machine.", ""]
+    lines += [
              f"## Breakdown: mean of {len(cands)} candidates (the initial architecture + {len(cands) - 1} sampled with seed {config.seed})", "",
              "| part | ms / candidate | % of wall | framework? |", "|---|---:|---:|:---:|"]
     for key, label, fw in ROWS:
