@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,12 +34,23 @@ class Strategy(Protocol):
 
 
 
-class UnseenSampler:
-    """Valid architectures never proposed before: the initial one first (when given), then uniformly at random.
+def sample_valid(space: SearchSpace, rng: np.random.Generator, exclude: Container[Encoding] = (), max_tries: int = 1000) -> Encoding | None:
+    """A uniformly random valid architecture not in ``exclude``; None when there is none.
 
     Rejection sampling, falling back to enumerating what is left when it keeps missing (a nearly
-    exhausted or heavily constrained space); ``None`` once every valid architecture was proposed.
+    exhausted or heavily constrained space).
     """
+    for _ in range(max_tries):
+        encoding = tuple(int(rng.integers(n)) for n in space.sizes)
+        if encoding not in exclude and space.is_valid_encoding(encoding):
+            return encoding
+    rest = [e for e in space.all_encodings() if e not in exclude and space.is_valid_encoding(e)]
+    return rest[int(rng.integers(len(rest)))] if rest else None
+
+
+class UnseenSampler:
+    """Valid architectures never proposed before: the initial one first (when given), then uniformly at
+    random; ``None`` once every valid architecture was proposed."""
 
     def __init__(self, space: SearchSpace, rng: np.random.Generator, initial: Architecture | None = None, max_tries: int = 1000):
         self.space = space
@@ -61,13 +73,7 @@ class UnseenSampler:
             initial, self._initial = self._initial, None
             if self.take(initial):
                 return initial
-        for _ in range(self.max_tries):
-            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
-            if self.take(encoding):
-                return encoding
-        remaining = [e for e in self.space.all_encodings() if e not in self.proposed and self.space.is_valid_encoding(e)]
-        if not remaining:
-            return None
-        encoding = remaining[int(self.rng.integers(len(remaining)))]
-        self.proposed.add(encoding)
+        encoding = sample_valid(self.space, self.rng, self.proposed, self.max_tries)
+        if encoding is not None:
+            self.proposed.add(encoding)
         return encoding

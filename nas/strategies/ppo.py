@@ -27,7 +27,7 @@ import torch
 from nas.env import ControllerEnv, State, make_env
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.space import Architecture, Encoding, SearchSpace
-from nas.strategies.base import Proposal
+from nas.strategies.base import Proposal, sample_valid
 
 
 @dataclass
@@ -261,19 +261,10 @@ class PPOStrategy:
         return actions[best]
 
     def _random_unseen(self) -> Encoding | None:
-        for _ in range(1000):
-            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
-            if encoding not in self.values and self.space.is_valid_encoding(encoding):
-                return encoding
-        rest = [e for e in self.space.all_encodings() if e not in self.values and self.space.is_valid_encoding(e)]
-        return rest[int(self.rng.integers(len(rest)))] if rest else None
+        return sample_valid(self.space, self.rng, exclude=self.values)
 
     def _random_valid(self) -> Encoding:
-        for _ in range(10_000):
-            encoding = tuple(int(self.rng.integers(n)) for n in self.space.sizes)
-            if self.space.is_valid_encoding(encoding):
-                return encoding
-        return self.space.first_valid()
+        return sample_valid(self.space, self.rng)  # make_space guarantees one exists
 
     def _record(self, **items: torch.Tensor) -> None:
         for k, v in items.items():

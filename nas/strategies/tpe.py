@@ -84,10 +84,9 @@ class TPEStrategy:
                     self.study.tell(trial, state=TrialState.FAIL)
                 else:
                     self.study.tell(trial, value)
-            elif self.sampler.take(encoding):
+            else:
+                self.sampler.take(encoding)  # so the random fallback never proposes it again
                 return self._propose(encoding, trial)
-            else:  # proposed by the random fallback and still pending: cannot happen with one ask at a time
-                self.study.tell(trial, state=TrialState.FAIL)
         encoding = self.sampler.next_random()
         if encoding is None:
             return None
