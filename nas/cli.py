@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.config import CONF_DIR, Config, register_configs, to_typed
+from nas.config import CONF_DIR, Config, register_configs, saved_config, to_typed
 
 register_configs()
 
@@ -22,6 +22,9 @@ register_configs()
 def quiet_libraries() -> None:
     # transformers and SQLAlchemy warn on every candidate about things that are fine here.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # MLflow 3 looks up config.mlflow-telemetry.io and sends usage records unless told not to: nothing here goes online.
+    # (Before mlflow is imported: the heavy imports come after this.)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     warnings.filterwarnings("ignore", message=".*noload.*")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -33,6 +36,10 @@ def main(cfg: DictConfig) -> float | None:
 
     config: Config = to_typed(cfg)
     hydra_cfg = HydraConfig.get()
+    if config.resume:  # the interrupted search's own config, its output directory, its MLflow run
+        config = saved_config(config.resume, [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
+        result = run_search(config, Path(config.resume))
+        return result.best_value
     output_dir = Path(hydra_cfg.runtime.output_dir)
     result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)
     return result.best_value  # lets sweepers optimise over searches

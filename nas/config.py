@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from nas.evaluators import ParallelConfig
 from nas.objectives import ObjectiveConfig
 from nas.strategies import EvolutionConfig, PPOConfig, TPEConfig
 from nas.train import TrainerConfig
@@ -46,8 +47,10 @@ class TaskConfig:
     validation_file: str = MISSING
     text_column: str = "text"
     label_column: Optional[str] = "label"  # classification only (the label array for images)
-    train_size: int = 2000  # the first N training examples (rows) form the training subset
-    val_size: int = 500  # the first N validation examples
+    train_size: Optional[int] = 2000  # the first N training examples (rows) form the training subset; null: all of them
+    val_size: Optional[int] = 500  # the first N validation examples; null: all of them
+    test_file: Optional[str] = None  # the held-out test split: only nas-final reads it (a search never does)
+    test_size: Optional[int] = None  # the first N test examples; null: all of them
     max_length: int = 64  # tokens per example (classification, translation), per block (language modelling); spectrogram frames (audio)
     tokenizer: str = "wordpiece"  # wordpiece | byte_bpe, trained on the training subset
     vocab_size: int = 4000  # tokenizer vocabulary size
@@ -61,7 +64,8 @@ class TaskConfig:
     audio_column: str = "audio"  # audio: the .npz array of waveforms (N, samples), any PCM dtype
     sampling_rate: int = 8000  # audio: files at another rate are an error (no silent resampling)
     num_mel_bins: int = 32  # audio: log-mel filter banks per frame
-    test_files: Dict[str, str] = field(default_factory=dict)  # audio: extra evaluation sets, name -> file, reported as <name>_accuracy, never the reward
+    # audio: extra evaluation sets, name -> file, reported as <name>_accuracy, never the reward (nas-final: as the test split)
+    test_files: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,6 +119,36 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # reward = metric, or metric traded against a cost
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # multi-fidelity training (off by default)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)  # candidates training at once (process pool or Ray)
+    resume: Optional[str] = None  # an interrupted search's output directory: `nas resume=DIR` continues it with its own config
+
+
+@dataclass
+class FinalTaskConfig:
+    """The data of a final training: the search's task (files, columns, tokenizer) with these sizes."""
+
+    train_size: Optional[int] = None  # the first N training examples; null: the whole training split
+    val_size: Optional[int] = None  # the first N validation examples; null: the whole validation split
+    test_file: Optional[str] = None  # null: the search's task.test_file (or the shipped task's, for a search of shipped data)
+    test_size: Optional[int] = None  # the first N test examples; null: the whole test split
+
+
+@dataclass
+class FinalTrackingConfig:
+    uri: Optional[str] = None  # null: the search's tracking.uri (searched for a run id: sqlite:///outputs/mlflow.db)
+
+
+@dataclass
+class FinalConfig:
+    """``nas-final``: train a finished search's best architecture longer, on the full data, and ship it."""
+
+    search: str = MISSING  # the search's output directory (outputs/runs/<date>/<time>) or its MLflow parent run id
+    seed: Optional[int] = None  # null: the search's seed (the model starts from the searched candidate's initialisation)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)  # the final training budget (conf/trainer/final.yaml)
+    task: FinalTaskConfig = field(default_factory=FinalTaskConfig)
+    tracking: FinalTrackingConfig = field(default_factory=FinalTrackingConfig)
+    register_as: Optional[str] = None  # registered model name; null: nas-<task>, e.g. nas-text-classification
+    run_name: Optional[str] = None  # MLflow run name; null: final-<task>-<search run id>
 
 
 def shipped_data(relative: str) -> str:
@@ -138,12 +172,31 @@ def register_configs() -> None:
     cs.store(group="ppo", name="base_ppo", node=PPOConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+    cs.store(name="base_final", node=FinalConfig)
 
 
-def to_typed(cfg: Any) -> Config:
-    """Composed DictConfig -> Config. Merging into the schema again rejects keys added with
-    ``+group.key=...``, which Hydra lets through and OmegaConf.to_object would silently drop."""
+def to_typed(cfg: Any, schema: type = Config) -> Any:
+    """Composed DictConfig -> Config (or ``schema``, e.g. FinalConfig). Merging into the schema again rejects
+    keys added with ``+group.key=...``, which Hydra lets through and OmegaConf.to_object would silently drop."""
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(cfg, resolve=False)  # drops the flags that let the extra key in
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), plain))
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+
+
+def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
+    """The config a search in ``run_dir`` ran with (its .hydra/config.yaml), to resume it.
+
+    A resume changes nothing: ``overrides`` other than ``resume`` are refused, since a search
+    replayed under another config would not propose what was recorded.
+    """
+    from omegaconf import OmegaConf
+
+    if overrides:
+        raise ValueError(f"resume={run_dir} continues the search with its saved config; drop the other overrides: {' '.join(overrides)}")
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ValueError(f"resume: '{path}' does not exist; resume takes the output directory of a search started with `nas`")
+    config = to_typed(OmegaConf.load(path))
+    config.resume = str(run_dir)
+    return config

@@ -10,10 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
+import os
 import re
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,96 +22,21 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
 from nas.config import Config
-from nas.models import build_config, build_model, build_pretraining_model, make_space, parameter_count, pretraining_objective
-from nas.objectives import load_records, measure_latency, write_pareto
-from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
-from nas.search import Evaluation, Outcome, SearchResult, run_loop
-from nas.space import Architecture, SearchSpace
+from nas.evaluators import make_evaluator
+from nas.models import make_space, pretraining_objective
+from nas.plots import write_search_plots
+from nas.pretrain import PretrainingCorpus, read_corpus
+from nas.search import Evaluation, SearchResult, run_loop
+from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
 from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
 from nas.tracking import Tracker, download_run_artifact
-from nas.train import fit, resolve_device, train_and_evaluate
+from nas.train import resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def candidate_seed(seed: int, architecture: Architecture) -> int:
-    """Model init is seeded by the architecture, data order by the search seed: a candidate's
-    metric does not depend on when in the search it is evaluated."""
-    arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
-    return (seed * 1_000_003 + arch_seed) % 2**63
-
-
-class CandidateObjective:
-    """Builds, trains and scores one architecture. The metric depends only on (seed, architecture)."""
-
-    def __init__(self, task: Task, config: Config, corpus: PretrainingCorpus | None = None):
-        self.task = task
-        self.config = config
-        self.model_type = config.search_space.family
-        self.fixed = {**task.config_fields(), **config.search_space.fixed}
-        self.corpus = corpus  # set: pre-train on it, then fine-tune (trainer.pretrain)
-        self.objective = config.objective
-        self.fidelity = config.fidelity
-        self.checkpoint_rewards: dict[int, list[float]] = {}  # multi-fidelity: rewards seen at each checkpoint step
-
-    def hf_config(self, architecture: Architecture):
-        return build_config(self.model_type, architecture, self.fixed)
-
-    def __call__(self, architecture: Architecture) -> Outcome:
-        hf_config = self.hf_config(architecture)
-        info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name)}
-        torch.manual_seed(candidate_seed(self.config.seed, architecture))
-        trainer = self.config.trainer
-        try:
-            if self.objective.cost == "latency_ms":  # before training: weights do not change the compute
-                latency_model = build_model(hf_config, self.task.name).to(resolve_device(trainer.device))
-                batch = next(self.task.train_batches(trainer.eval_batch_size, torch.Generator().manual_seed(self.config.seed)))
-                info["latency_ms"] = measure_latency(latency_model, batch)
-                del latency_model
-                torch.manual_seed(candidate_seed(self.config.seed, architecture))  # the same init as without the measurement
-            self.objective.check(info)  # a hard budget fails the candidate before any training
-            if self.corpus is not None:
-                model = self._pretrained_model(hf_config, info)
-            else:
-                model = build_model(hf_config, self.task.name)
-            trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
-                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None)
-        except Exception as exc:  # recorded as a failed candidate; the search goes on
-            return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", info)
-        metric_reward = self.task.reward(trained.metrics)
-        info.update(metrics=trained.metrics, losses=trained.losses, train_seconds=trained.train_seconds, eval_seconds=trained.eval_seconds,
-                    steps=trained.steps, checkpoints=trained.checkpoints, metric_reward=metric_reward)
-        return Outcome(self.objective.reward(metric_reward, info) if self.objective.enabled else metric_reward, "ok", None, info)
-
-    def _keep_training(self, step: int, metrics: dict[str, float]) -> bool:
-        """Progressive hurdles: go on when this checkpoint's reward is in the top ``promote`` share of those seen there."""
-        reward = self.task.reward(metrics)
-        peers = self.checkpoint_rewards.setdefault(step, [])
-        go_on = len(peers) < self.fidelity.min_peers or reward >= float(np.quantile(peers, 1 - self.fidelity.promote))
-        peers.append(reward)
-        return go_on
-
-
-    def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
-        """Stage one: self-supervised training of the body on the corpus; returns the task model holding that body."""
-        trainer = self.config.trainer
-        objective, pretrained = build_pretraining_model(hf_config)
-        pretrained.to(resolve_device(trainer.device))
-        batches = self.corpus.batches(objective, seed=self.config.seed)
-        losses, seconds = fit(pretrained, batches, trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
-        info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
-        model = build_model(hf_config, self.task.name)
-        transfer_body(pretrained, model)
-        return model
 
 
 def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> SearchSpace:
@@ -143,21 +67,123 @@ def resolve_controller(init_from: str, tracking_uri: str) -> str:
     return str(local)
 
 
-def log_pareto_fronts(tracker: Tracker, config: Config, candidates_path: Path, output_dir: Path) -> None:
-    """Metric vs parameter count (and vs latency when measured) of every candidate, the Pareto front marked."""
-    records = load_records(candidates_path)
-    costs = ["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else [])
-    for cost in costs:
-        for path in write_pareto(records, config.task.metric, cost, output_dir / "pareto", name=f"pareto_{cost}"):
-            tracker.log_artifact(path, "pareto")
+SEARCH_STATE_FILE = "search.json"  # what a resume needs besides candidates.jsonl: the MLflow parent run
+SEARCH_STATE_FORMAT = "nas-search/1"
+CHECKPOINT_FILE = "checkpoint.pt"  # PPO's state after its last update: networks, optimizer, RNG states
+CHECKPOINT_FORMAT = "nas-search-checkpoint/1"
+
+
+class ResumeError(ValueError):
+    """``resume`` points at something that is not an interrupted search of this config."""
+
+
+def read_candidates(path: Path) -> list[dict[str, Any]]:
+    """candidates.jsonl's records; a line torn by a kill mid-write is cut off the file."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # the last one, half written: it was never recorded
+                with path.open("r+") as f:
+                    f.truncate(len(text) - len(line))
+                break
+            raise ResumeError(f"{path}: line {number} is not a JSON record ({exc})") from exc
+    return records
+
+
+def evaluation_of(record: dict[str, Any]) -> Evaluation:
+    """An Evaluation back from its candidates.jsonl record."""
+    info_keys = ("metrics", "num_parameters", "train_seconds", "eval_seconds", "pretrain_seconds", "latency_ms", "metric_reward", "steps", "checkpoints")
+    return Evaluation(index=record["index"], architecture=record["architecture"], key=record["architecture_hash"], value=record["reward"],
+                      status=record["status"], iteration=record["iteration"], episode=record["episode"], step=record["step"],
+                      error=record.get("error"), seconds=record.get("seconds", 0.0),
+                      info={k: record[k] for k in info_keys if record.get(k) is not None})
+
+
+def candidate_record(e: Evaluation, run_id: str | None) -> dict[str, Any]:
+    info = e.info
+    return {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
+            "reward": e.value, "metrics": info.get("metrics", {}), "num_parameters": info.get("num_parameters"),
+            "train_seconds": info.get("train_seconds"), "eval_seconds": info.get("eval_seconds"),
+            "pretrain_seconds": info.get("pretrain_seconds"), "latency_ms": info.get("latency_ms"),
+            "metric_reward": info.get("metric_reward"), "steps": info.get("steps"), "checkpoints": info.get("checkpoints", []),
+            "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
+            "error": e.error, "mlflow_run_id": run_id}
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """One line, on disk before the search goes on: a kill loses no recorded candidate."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
+    """PPO's state after an update (tensors and plain containers: loads with weights_only=True)."""
+    if not hasattr(strategy, "controller_state"):
+        return  # random, evolution and TPE are a function of the seed and the history alone
+    state = {"format": CHECKPOINT_FORMAT, "evaluations": evaluations, "controller": strategy.controller_state(),
+             "optimizer": strategy.optimizer.state_dict(), "generator": strategy.generator.get_state(),
+             "numpy_rng": json.dumps(strategy.rng.bit_generator.state)}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+
+
+def check_checkpoint(strategy: Any, path: Path) -> None:
+    """After a replay reached the checkpoint's iteration: the replayed networks must be the saved ones."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ResumeError(f"resume: {path} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise ResumeError(f"resume: {path} is not a nas search checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    mine = strategy.controller_state()
+    theirs = saved["controller"]
+    same = all(theirs[net].keys() == mine[net].keys() and all(torch.equal(mine[net][k], v) for k, v in theirs[net].items())
+               for net in ("policy", "value"))
+    if not same or saved["controller"]["iterations"] != mine["iterations"]:
+        raise ResumeError(f"resume: replaying candidates.jsonl did not reproduce {path} (iteration {saved['controller']['iterations']}); "
+                          "the config, the code or the files were changed since the search was interrupted")
+
+
+def read_search_state(output_dir: Path) -> dict[str, Any]:
+    path = output_dir / SEARCH_STATE_FILE
+    if not output_dir.is_dir():
+        raise ResumeError(f"resume: '{output_dir}' is not a directory")
+    if not path.is_file():
+        raise ResumeError(f"resume: '{output_dir}' has no {SEARCH_STATE_FILE}; is it the output directory of a nas search?")
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResumeError(f"resume: {path} is not valid JSON ({exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != SEARCH_STATE_FORMAT:
+        raise ResumeError(f"resume: {path} is not a nas search state (no '{SEARCH_STATE_FORMAT}' format tag)")
+    return state
 
 
 def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
-    """Run the search ``config`` describes, writing outputs to ``output_dir`` and runs to MLflow."""
+    """Run the search ``config`` describes, writing outputs to ``output_dir`` and runs to MLflow.
+
+    With ``config.resume`` set, ``output_dir`` is an interrupted search's: its recorded candidates are
+    replayed (not retrained), its MLflow parent run continues, and the search goes on from there.
+    """
+    resuming = bool(config.resume)
     seed_everything(config.seed)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
     config.objective.validate()
     config.fidelity.validate(config.trainer.max_steps)
+    config.parallel.validate()
+    if resuming:
+        search_state = read_search_state(output_dir)
+        records = read_candidates(output_dir / "candidates.jsonl")
+        replay = [evaluation_of(r) for r in records]
     output_dir.mkdir(parents=True, exist_ok=True)
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
@@ -175,67 +201,101 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=ppo, initial=config.search_space.initial,
                              evolution=config.evolution, tpe=config.tpe)
     controller_path = output_dir / CONTROLLER_FILE
+    checkpoint_path = output_dir / CHECKPOINT_FILE
+    candidates_path = output_dir / "candidates.jsonl"
 
     tracker = Tracker(config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location)
-    run_name = config.tracking.run_name or f"{config.strategy.value}-{task.name}-seed{config.seed}"
-    tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
-                         tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
-                               "output_dir": str(output_dir)})
-    if hydra_dir is not None:
+    if resuming:
+        tracker.resume_search(search_state["parent_run_id"])
+        by_run = {r.get("mlflow_run_id"): e for r, e in zip(records, replay, strict=True)}
+        for run_id in tracker.unfinished_candidates():
+            if run_id in by_run:  # evaluated and recorded, but the kill came before MLflow had it all
+                tracker.finish_candidate(run_id, by_run[run_id], _config_json(objective, by_run[run_id].architecture))
+            else:  # training when the search was killed: it trains again below
+                tracker.mark_killed(run_id)
+        log.info("resuming %s: %d candidates recorded, MLflow run %s", output_dir, len(replay), tracker.parent_id)
+    else:
+        replay = []
+        run_name = config.tracking.run_name or f"{config.strategy.value}-{task.name}-seed{config.seed}"
+        tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
+                             tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
+                                   "output_dir": str(output_dir)})
+        (output_dir / SEARCH_STATE_FILE).write_text(json.dumps({
+            "format": SEARCH_STATE_FORMAT, "parent_run_id": tracker.parent_id, "tracking_uri": tracker.uri,
+            "experiment_id": tracker.experiment_id}, indent=2))
+        candidates_path.write_text("")
+        checkpoint_path.unlink(missing_ok=True)
+    if hydra_dir is not None and not resuming:
         tracker.log_artifact(hydra_dir, ".hydra")
-    candidates_path = output_dir / "candidates.jsonl"
-    candidates_path.write_text("")
     total = config.budget or (config.ppo.iterations or 0) * config.ppo.population_size * config.ppo.horizon or None
     progress = tqdm(total=total, desc=f"{config.strategy.value} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
+    run_ids: dict[int, str] = {}
+    unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()
+    saved_checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["controller"]["iterations"] \
+        if resuming and checkpoint_path.is_file() and hasattr(strategy, "controller_state") else None
 
-    def on_evaluation(e: Evaluation) -> None:
-        try:
-            hf_config = objective.hf_config(e.architecture)
-        except Exception:  # the candidate failed because its config cannot be built
-            hf_config = None
-        run_id = tracker.log_candidate(e, hf_config.to_json_string(use_diff=True) if hf_config is not None else None)
+    def seen(e: Evaluation) -> None:
+        objective.observe(e)
         if e.ok and e.value > best["value"]:
-            best.update(value=e.value, hf_config=hf_config)
-        if best["value"] > -float("inf"):
+            best["value"] = e.value
+        if e.index in unlogged_best and best["value"] > -float("inf"):  # replayed, but the kill came before MLflow had it
             tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
-        record = {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
-                  "reward": e.value, "metrics": e.info.get("metrics", {}), "num_parameters": e.info.get("num_parameters"),
-                  "train_seconds": e.info.get("train_seconds"), "eval_seconds": e.info.get("eval_seconds"),
-                  "pretrain_seconds": e.info.get("pretrain_seconds"), "latency_ms": e.info.get("latency_ms"),
-                  "metric_reward": e.info.get("metric_reward"), "steps": e.info.get("steps"),
-                  "checkpoints": e.info.get("checkpoints", []),
-                  "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
-                  "error": e.error, "mlflow_run_id": run_id}
-        with candidates_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        progress.set_postfix(best=f"{best['value']:.4f}", last=f"{e.value:.4f}" if e.ok else e.status)
+        progress.set_postfix(iteration=e.iteration, best=f"{best['value']:.4f}", last=f"{e.value:.4f}" if e.ok else e.status)
         progress.update()
 
+    def on_start(index: int, proposal) -> None:
+        a = proposal.architecture
+        run_ids[index] = tracker.start_candidate(index, architecture_key(a), a, proposal.iteration, proposal.episode, proposal.step)
+
+    def on_evaluation(e: Evaluation) -> None:
+        run_id = run_ids.pop(e.index)
+        tracker.finish_candidate(run_id, e, _config_json(objective, e.architecture))
+        append_record(candidates_path, candidate_record(e, run_id))
+        seen(e)
+        if best["value"] > -float("inf"):
+            tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
+
     def on_iteration(stats: dict[str, Any]) -> None:
+        if saved_checkpoint is not None and stats["iteration"] + 1 == saved_checkpoint:
+            check_checkpoint(strategy, checkpoint_path)
+        if stats["iteration"] + 1 <= (saved_checkpoint or 0):
+            return  # replayed: logged and saved before the interruption
         if hasattr(strategy, "save_controller"):  # after every update: a later search can warm-start from it
             strategy.save_controller(controller_path)
+        save_checkpoint(strategy, checkpoint_path, progress.n)
         tracker.log_metrics({k: v for k, v in stats.items() if k != "iteration" and np.isfinite(v)}, step=stats["iteration"])
         log.info("iteration %d: %s", stats["iteration"], ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if k != "iteration"))
 
     status = "FAILED"
+    result = None
+    evaluator = make_evaluator(config.parallel, objective, config.trainer.num_threads)
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-            result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration)
+            result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration, evaluator=evaluator,
+                              on_start=on_start, replay=replay, on_replay=seen)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
+        evaluator.close()
         progress.close()
-        if "hf_config" in best:
+        for run_id in run_ids.values():  # handed to a worker, never finished: interrupted
+            tracker.mark_killed(run_id)
+        records = read_candidates(candidates_path)
+        best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
+        if best_record is not None:
             best_dir = output_dir / "best"
-            best["hf_config"].save_pretrained(best_dir)
+            objective.hf_config(best_record["architecture"]).save_pretrained(best_dir)
             task.preprocessor.save_pretrained(best_dir)
             tracker.log_artifact(best_dir / "config.json", "best")
         tracker.log_artifact(candidates_path)
         tracker.log_artifact(controller_path)
-        log_pareto_fronts(tracker, config, candidates_path, output_dir)
+        plots = write_search_plots(records, config.task.metric, output_dir / "plots",
+                                   pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
+        if plots:
+            tracker.log_artifact(output_dir / "plots", "plots")
         tracker.end_search(status)
 
     b = result.best
@@ -245,3 +305,10 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         log.info("best architecture: %s", output_dir / "best" / "config.json")
     log.info("MLflow store: %s (experiment '%s', run %s)", tracker.uri, config.tracking.experiment_name, tracker.parent_id)
     return result
+
+
+def _config_json(objective: CandidateObjective, architecture: Architecture) -> str | None:
+    try:
+        return objective.hf_config(architecture).to_json_string(use_diff=True)
+    except Exception:  # the candidate failed because its config cannot be built
+        return None

@@ -1,4 +1,9 @@
-"""The search loop: ask a strategy, evaluate each new architecture once, tell the value back.
+"""The search loop: ask a strategy for a batch, evaluate each new architecture once, tell the values back.
+
+A strategy proposes until it needs values (``ask`` returns None): that is a batch. Its new
+architectures are evaluated by an evaluator (one after another, or in parallel; the outcome is the
+same), recorded in order, and the values are told back in ask order. So the search depends only on
+the seed and the values, never on how many candidates train at once.
 
 Works with any objective (a plain function in the library API, candidate training in the
 runner). Architectures already evaluated are answered from the cache and cost no budget; an
@@ -8,24 +13,15 @@ objective that raises or returns NaN marks its candidate failed and the search g
 from __future__ import annotations
 
 import math
-import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.evaluators import Evaluator, InlineEvaluator, Outcome, ParallelConfig, batch_state, evaluate_safely, make_evaluator
 from nas.space import Architecture, SearchSpace, architecture_key, as_space
 from nas.strategies import EvolutionConfig, PPOConfig, Proposal, Strategy, TPEConfig, make_strategy
 
-
-@dataclass
-class Outcome:
-    """What an objective returns when it has more to say than a number."""
-
-    value: float | None
-    status: str = "ok"  # "ok" or "failed"
-    error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)  # metrics, parameter count, timings...
+__all__ = ["Evaluation", "Outcome", "ReplayError", "SearchResult", "evaluate_safely", "run_loop", "search"]
 
 
 @dataclass
@@ -78,18 +74,11 @@ class SearchResult:
         return curve
 
 
+class ReplayError(RuntimeError):
+    """A resumed search proposed something other than what the interrupted one recorded."""
+
+
 Objective = Callable[[Architecture], "float | Outcome"]
-
-
-def evaluate_safely(objective: Objective, architecture: Architecture) -> Outcome:
-    try:
-        out = objective(architecture)
-    except Exception as exc:  # a failing candidate must not end the search
-        return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc(limit=5)})
-    out = out if isinstance(out, Outcome) else Outcome(float(out))
-    if out.status == "ok" and (out.value is None or not math.isfinite(out.value)):
-        return Outcome(None, "failed", f"objective returned {out.value}", out.info)
-    return out
 
 
 def run_loop(
@@ -100,38 +89,71 @@ def run_loop(
     on_evaluation: Callable[[Evaluation], None] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     max_proposals: int | None = None,
+    evaluator: Evaluator | None = None,
+    on_start: Callable[[int, Proposal], None] | None = None,
+    replay: Sequence[Evaluation] = (),
+    on_replay: Callable[[Evaluation], None] | None = None,
 ) -> SearchResult:
-    """Run until ``budget`` distinct architectures are evaluated or the strategy has nothing left."""
+    """Run until ``budget`` distinct architectures are evaluated or the strategy has nothing left.
+
+    ``replay``: evaluations recorded by an interrupted run of the same search. They are told to the
+    strategy again in their turn instead of being evaluated (the strategy, being deterministic, must
+    propose them in the same order), so a resumed search ends as the uninterrupted one would have.
+    ``on_start(index, proposal)`` is called when a new candidate is handed to a worker,
+    ``on_evaluation`` when its evaluation is recorded, ``on_replay`` for each replayed one.
+    """
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
+    evaluator = evaluator or InlineEvaluator()
     # A converged policy may keep proposing cached architectures: bound the asks, not just the evaluations.
     max_proposals = max_proposals or (10 * budget + 100 if budget else None)
     result = SearchResult(history=[], iterations=strategy.iteration_stats, strategy=strategy)
     cache: dict[str, Evaluation] = {}
     reported, proposals = 0, 0
     while budget is None or len(result.history) < budget:
-        if max_proposals is not None and proposals >= max_proposals:
+        batch: list[tuple[Proposal, str]] = []  # every proposal, in ask order
+        fresh: list[tuple[Proposal, str]] = []  # the new architectures among them, each once
+        while budget is None or len(result.history) + len(fresh) < budget:
+            if max_proposals is not None and proposals >= max_proposals:
+                break
+            proposal = strategy.ask()
+            if proposal is None:
+                break
+            proposals += 1
+            key = architecture_key(proposal.architecture)
+            batch.append((proposal, key))
+            if key not in cache and all(key != k for _, k in fresh):
+                fresh.append((proposal, key))
+        if not batch:
             break
-        proposal: Proposal | None = strategy.ask()
-        if proposal is None:
-            break
-        proposals += 1
-        key = architecture_key(proposal.architecture)
-        evaluation = cache.get(key)
-        if evaluation is None:
-            start = time.perf_counter()
-            outcome = evaluate_safely(objective, proposal.architecture)
+        state = batch_state(objective)  # fixed before this batch's results come in
+        n_replayed = max(0, min(len(fresh), len(replay) - len(result.history)))
+        for proposal, key in fresh[:n_replayed]:
+            recorded = replay[len(result.history)]
+            if recorded.key != key:
+                raise ReplayError(f"candidate {recorded.index}: the resumed search proposed {proposal.architecture} but the "
+                                  f"interrupted run recorded {recorded.architecture}; were the config or the code changed?")
+            cache[key] = recorded
+            result.history.append(recorded)
+            if on_replay:
+                on_replay(recorded)
+        todo = fresh[n_replayed:]
+        first = len(result.history)
+        started = (lambda i: on_start(first + i, todo[i][0])) if on_start else None
+        outcomes = evaluator.map(objective, [p.architecture for p, _ in todo], started, state)
+        for (proposal, key), (outcome, seconds) in zip(todo, outcomes, strict=True):
             evaluation = Evaluation(
                 index=len(result.history), architecture=dict(proposal.architecture), key=key,
                 value=outcome.value, status=outcome.status, error=outcome.error,
                 iteration=proposal.iteration, episode=proposal.episode, step=proposal.step,
-                seconds=time.perf_counter() - start, info=outcome.info,
+                seconds=seconds, info=outcome.info,
             )
             cache[key] = evaluation
             result.history.append(evaluation)
             if on_evaluation:
                 on_evaluation(evaluation)
-        strategy.tell(proposal, evaluation.value)
+        for proposal, key in batch:
+            strategy.tell(proposal, cache[key].value)
         for stats in strategy.iteration_stats[reported:]:
             if on_iteration:
                 on_iteration(stats)
@@ -149,11 +171,14 @@ def search(
     initial: Architecture | None = None,
     evolution: EvolutionConfig | Mapping[str, Any] | None = None,
     tpe: TPEConfig | Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> SearchResult:
     """Maximise ``objective`` over ``space`` with ``budget`` distinct evaluations.
 
     ``strategy`` is one of ``nas.STRATEGIES`` (ppo, random, evolution, tpe); ``ppo``, ``evolution``
-    and ``tpe`` hold that strategy's settings (a config or a dict of its fields).
+    and ``tpe`` hold that strategy's settings (a config or a dict of its fields). ``workers`` > 1
+    evaluates each batch in a local process pool (the objective must be picklable: a module-level
+    function or object); the result is the same as with one worker.
 
     >>> result = nas.search({"x": [0, 1, 2, 3]}, lambda a: -(a["x"] - 2) ** 2, budget=4)
     >>> result.best_architecture
@@ -165,4 +190,8 @@ def search(
     elif ppo is None:
         ppo = PPOConfig(iterations=None)  # the budget, not a number of updates, ends a library search
     chosen = make_strategy(strategy, space, seed=seed, ppo=ppo, initial=initial, evolution=evolution, tpe=tpe)
-    return run_loop(space, chosen, objective, budget)
+    evaluator = make_evaluator(ParallelConfig(workers=workers), objective, threads=None)
+    try:
+        return run_loop(space, chosen, objective, budget, evaluator=evaluator)
+    finally:
+        evaluator.close()

@@ -1,28 +1,64 @@
 """MLflow tracking: one parent run per search, one nested child run per evaluated candidate.
 
-The only module that imports mlflow. It uses MlflowClient with explicit run ids, so nothing
-depends on mlflow's global "active run" state. A candidate's run is created at once (its id goes
-into candidates.jsonl); its params, metrics, config and status are written by one background
-thread, in order, while the next candidate trains. ``flush`` (called by ``end_search``) waits for
+With nas/registry.py (the final model), the only module that imports mlflow. It uses MlflowClient
+with explicit run ids, so nothing depends on mlflow's global "active run" state. A candidate's run
+is created when it is handed to a worker (RUNNING while it trains; its id goes into
+candidates.jsonl); its metrics, config and status are written by one background thread, in order,
+while the next candidate trains. ``flush`` (called by ``end_search``) waits for
 them and raises the first logging error.
+
+Several searches may share one sqlite file (a Hydra multirun with the joblib launcher): the file's
+tables are created under a file lock, and every call is retried with backoff while sqlite reports
+the database locked, so no run is lost to a busy store.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from nas.search import Evaluation
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+LOCK_RETRIES = 12  # ~0.05 s doubling to ~25 s in all: longer than any other job holds the sqlite write lock
+
+
+def _locked(exc: BaseException) -> bool:
+    return "database is locked" in str(exc) or "database table is locked" in str(exc)
+
+
+class RetryingClient:
+    """An MlflowClient whose calls are retried, with jittered exponential backoff, while sqlite is locked."""
+
+    def __init__(self, client: MlflowClient, retries: int = LOCK_RETRIES, first_wait: float = 0.05):
+        self._client, self._retries, self._first_wait = client, retries, first_wait
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(self._retries + 1):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as exc:
+                    if attempt == self._retries or not _locked(exc):
+                        raise
+                    time.sleep(self._first_wait * 2**attempt * (0.5 + random.random()))
+
+        return call
 
 
 def resolve_uri(uri: str) -> str:
@@ -59,22 +95,47 @@ def _now() -> int:
 
 def download_run_artifact(uri: str, run_id: str, artifact_path: str, dst_dir: Path) -> Path:
     """A file logged to run ``run_id`` in the store at ``uri``, downloaded into ``dst_dir``."""
-    client = MlflowClient(tracking_uri=resolve_uri(uri))
+    client = open_store(uri)
     client.get_run(run_id)  # raises a clear MlflowException when the run does not exist
     dst_dir.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
 
 
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """For a sqlite store: hold an exclusive lock on <db>.lock. MLflow creates and migrates a fresh
+    sqlite file's tables without a lock, so two jobs opening it at once can both fail (and leave it
+    broken); under this lock the first creates them and the others find them."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///") :]).with_suffix(".lock")
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client of the store at ``uri`` (a relative sqlite path resolved, its tables created safely)."""
+    uri = resolve_uri(uri)
+    with store_lock(uri):
+        return MlflowClient(tracking_uri=uri)  # the constructor creates a sqlite store's tables
+
+
 class Tracker:
     def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None):
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        experiment = self.client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            location = artifact_location or default_artifact_location(self.uri)
-            self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
-        else:
-            self.experiment_id = experiment.experiment_id
+        with store_lock(self.uri):  # one job of a sweep creates the tables and the experiment, the others find them
+            self.client = RetryingClient(MlflowClient(tracking_uri=self.uri))
+            experiment = self.client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                location = artifact_location or default_artifact_location(self.uri)
+                self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
+            else:
+                self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nas-mlflow")  # one thread keeps writes in order
         self._pending: list[Future] = []
@@ -106,18 +167,24 @@ class Tracker:
         elif path.exists():
             self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
-    def log_candidate(self, evaluation: Evaluation, hf_config_json: str | None) -> str:
-        """A nested child run for one evaluated candidate; returns its run id."""
-        e = evaluation
-        tags = {
-            MLFLOW_PARENT_RUN_ID: self.parent_id, "iteration": str(e.iteration), "episode": str(e.episode),
-            "step": str(e.step), "architecture_hash": e.key, "status": e.status,
-        }
-        if e.error:
-            tags["error"] = e.error[:5000]
-        run = self.client.create_run(self.experiment_id, run_name=f"candidate-{e.index:03d}-{e.key}", tags=tags)
+    def start_candidate(self, index: int, key: str, architecture: Mapping[str, Any], iteration: int, episode: int, step: int) -> str:
+        """A nested child run for a candidate handed to a worker (RUNNING until ``finish_candidate``); returns its id."""
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, "iteration": str(iteration), "episode": str(episode), "step": str(step),
+                "architecture_hash": key, "candidate_index": str(index)}
+        run = self.client.create_run(self.experiment_id, run_name=f"candidate-{index:03d}-{key}", tags=tags)
         run_id = run.info.run_id
-        self._in_background(self._log_candidate_body, run_id, e, hf_config_json)
+        self._in_background(self._log, run_id, (), [Param(k, str(v)) for k, v in architecture.items()])
+        return run_id
+
+    def finish_candidate(self, run_id: str, evaluation: Evaluation, hf_config_json: str | None) -> None:
+        """The candidate's metrics, config and status, written in the background."""
+        self._in_background(self._log_candidate_body, run_id, evaluation, hf_config_json)
+
+    def log_candidate(self, evaluation: Evaluation, hf_config_json: str | None) -> str:
+        """Start and finish a candidate's run at once (an evaluation made elsewhere); returns its run id."""
+        e = evaluation
+        run_id = self.start_candidate(e.index, e.key, e.architecture, e.iteration, e.episode, e.step)
+        self.finish_candidate(run_id, e, hf_config_json)
         return run_id
 
     def _log_candidate_body(self, run_id: str, e: Evaluation, hf_config_json: str | None) -> None:
@@ -132,11 +199,34 @@ class Tracker:
         metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
         metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
         metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one
-        params = [Param(k, str(v)) for k, v in e.architecture.items()]
-        self._log(run_id, metrics=metrics, params=params)
+        tags = [RunTag("status", e.status)] + ([RunTag("error", e.error[:5000])] if e.error else [])
+        self._log(run_id, metrics=metrics, tags=tags)
         if hf_config_json:
             self.client.log_text(run_id, hf_config_json, "config.json")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
+
+    # -- resuming an interrupted search ---------------------------------------------------------
+    def resume_search(self, parent_id: str) -> None:
+        """Continue logging to an interrupted search's parent run (RUNNING again)."""
+        run = self.client.get_run(parent_id)  # raises when the run is not in this store
+        if run.info.experiment_id != self.experiment_id:
+            raise ValueError(f"MLflow run {parent_id} is in experiment {run.info.experiment_id}, not '{self.experiment_id}'")
+        self.parent_id = parent_id
+        self.client.update_run(parent_id, status="RUNNING")
+
+    def metric_steps(self, key: str) -> set[int]:
+        """The steps at which the parent run has ``key``."""
+        return {m.step for m in self.client.get_metric_history(self.parent_id, key)}
+
+    def unfinished_candidates(self) -> list[str]:
+        """Ids of this search's child runs still RUNNING (left so by a kill)."""
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}' and attributes.status = 'RUNNING'",
+                                       max_results=50000)
+        return [r.info.run_id for r in runs]
+
+    def mark_killed(self, run_id: str) -> None:
+        self.client.set_tag(run_id, "status", "killed")
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         ts = _now()

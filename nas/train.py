@@ -7,12 +7,14 @@ of steps, where Trainer's per-run set-up would cost more than the training itsel
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from nas.tasks.base import Task
@@ -43,7 +45,15 @@ class TrainerConfig:
     log_every: int = 10  # record the training loss every N steps
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
     device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:1...
+    progress_bar: bool = False  # a bar over each candidate's training steps, under the search's; only for long trainings
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+# The per-candidate bar (trainer.progress_bar) is for trainings long enough to watch: at least this many
+# steps, and it appears only once the training has run this many seconds (tqdm's ``delay``).
+PROGRESS_MIN_STEPS = 50
+PROGRESS_DELAY_S = 3.0
+PROGRESS_UPDATES = 100  # the bar is advanced at most about this many times per training, not at every step
 
 
 @dataclass
@@ -69,13 +79,18 @@ def resolve_device(name: str) -> torch.device:
 def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps: int, learning_rate: float,
         config: TrainerConfig, checkpoints: Sequence[int] = (),
         on_checkpoint: Callable[[int], bool] | None = None,
-        timings: dict[str, float] | None = None) -> tuple[list[tuple[int, float]], float]:
+        timings: dict[str, float] | None = None, progress: bool | None = None,
+        desc: str = "training") -> tuple[list[tuple[int, float]], float]:
     """``steps`` AdamW steps (linear warm-up and decay) on ``batches``; returns ((step, loss) every log_every, seconds).
 
     At each step in ``checkpoints`` (before ``steps``), ``on_checkpoint(step)`` runs and may end the
     training by returning False; the schedule is that of the full run, so a run that goes on is the
     same as one never interrupted. Its time is not counted in the seconds returned.
     ``timings``, when given, receives ``data_seconds``: the part of those seconds spent fetching batches.
+    ``progress`` (default: ``config.progress_bar``) shows a tqdm bar ``desc`` over the steps, under
+    the search's bar (position 1, cleared when done), for trainings of PROGRESS_MIN_STEPS steps or
+    more, once they have run PROGRESS_DELAY_S seconds; it shows the last logged loss. Never in a
+    child process (a parallel evaluator's worker).
     Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
     """
     if config.num_threads:
@@ -84,41 +99,55 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(config.warmup_ratio * steps), num_training_steps=steps)
     losses: list[tuple[int, float]] = []
+    # Not in a worker process (parallel.workers > 1): bars of concurrent candidates would overwrite each other.
+    show = (config.progress_bar if progress is None else progress) and multiprocessing.parent_process() is None
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, position=1, delay=PROGRESS_DELAY_S, dynamic_ncols=True) \
+        if show and steps >= PROGRESS_MIN_STEPS else None
+    every = max(1, math.ceil(steps / PROGRESS_UPDATES))
     model.train()
     start, paused, data_seconds = time.perf_counter(), 0.0, 0.0
     checkpoints = set(checkpoints)
-    for step in range(1, steps + 1):
-        fetch = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        data_seconds += time.perf_counter() - fetch
-        loss = model(**batch).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        if step % config.log_every == 0 or step == steps:
-            losses.append((step, loss.item()))
-        if step in checkpoints and step < steps and on_checkpoint is not None:
-            pause = time.perf_counter()
-            go_on = on_checkpoint(step)
-            model.train()
-            paused += time.perf_counter() - pause
-            if not go_on:
-                break
+    try:
+        for step in range(1, steps + 1):
+            fetch = time.perf_counter()
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            data_seconds += time.perf_counter() - fetch
+            loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if step % config.log_every == 0 or step == steps:
+                losses.append((step, loss.item()))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{losses[-1][1]:.4g}", refresh=False)
+            if bar is not None and (step % every == 0 or step == steps):
+                bar.update(step - bar.n)
+            if step in checkpoints and step < steps and on_checkpoint is not None:
+                pause = time.perf_counter()
+                go_on = on_checkpoint(step)
+                model.train()
+                paused += time.perf_counter() - pause
+                if not go_on:
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
     if timings is not None:
         timings["data_seconds"] = data_seconds
     return losses, time.perf_counter() - start - paused
 
 
-def evaluate(model: torch.nn.Module, task: Task, batch_size: int) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, task: Task, batch_size: int, split: str = "validation") -> dict[str, float]:
+    """The task's metrics on ``split`` (validation, or test for nas-final: the same metric code)."""
     model.eval()
     with torch.no_grad():
-        metrics = task.evaluate(model, batch_size)
+        metrics = task.evaluate(model, batch_size) if split == "validation" else task.evaluate(model, batch_size, split=split)
     if not all(math.isfinite(v) for v in metrics.values()):
-        raise FloatingPointError(f"validation metrics are not finite: {metrics}")
+        raise FloatingPointError(f"{split} metrics are not finite: {metrics}")
     return metrics
 
 

@@ -10,6 +10,9 @@ from hydra.core.global_hydra import GlobalHydra
 from nas.config import CONF_DIR, Config, register_configs, to_typed
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Tests talk to 127.0.0.1 only: no MLflow usage telemetry (on by default in MLflow 3), here or in subprocesses.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 register_configs()
 
 # A search that trains real models for a handful of steps: seconds, not minutes.

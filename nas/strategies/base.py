@@ -27,10 +27,12 @@ class Strategy(Protocol):
     iteration_stats: list[dict[str, Any]]
 
     def ask(self) -> Proposal | None:
-        """The next architecture to evaluate, or None when the strategy has nothing left to propose."""
+        """The next architecture to evaluate; None when it needs the values of its outstanding proposals
+        first (the proposals so far form a batch, evaluated together), or, with none outstanding, when it
+        has nothing left to propose. Proposals must not depend on how many are evaluated at once."""
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
-        """The value of the last proposal (None when its evaluation failed)."""
+        """The value of the oldest outstanding proposal (None when its evaluation failed); tells come in ask order."""
 
 
 

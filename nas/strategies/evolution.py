@@ -40,19 +40,24 @@ class EvolutionStrategy:
         self.sampler = UnseenSampler(space, self.rng, initial)
         self.population: deque[tuple[Encoding, float]] = deque()
         self.iteration_stats: list[dict] = []
-        self._pending: Encoding | None = None
+        self._outstanding: deque[Encoding] = deque()  # proposed, value not told yet (tells come in ask order)
         self._count = 0
 
     def ask(self) -> Proposal | None:
-        if len(self.population) < self.config.population_size:
+        """Random members, all at once, until the population is full; then one mutant at a time."""
+        if len(self.population) + len(self._outstanding) < self.config.population_size:
             encoding = self.sampler.next_random()
+        elif self._outstanding:
+            return None  # a mutant's parent is drawn from the population after every value is in
         else:
             encoding = self._mutant() or self.sampler.next_random()
         if encoding is None:
             return None
-        self._pending = encoding
+        self._outstanding.append(encoding)
         self._count += 1
-        return Proposal(self.space.decode(encoding), iteration=0, episode=self._count - 1, step=0)
+        # A "generation" is population_size proposals.
+        return Proposal(self.space.decode(encoding), iteration=(self._count - 1) // self.config.population_size,
+                        episode=self._count - 1, step=0)
 
     def _mutant(self) -> Encoding | None:
         idx = self.rng.choice(len(self.population), size=min(self.config.sample_size, len(self.population)), replace=False)
@@ -68,9 +73,9 @@ class EvolutionStrategy:
         return None
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
-        encoding, self._pending = self._pending, None
-        if encoding is None:
-            raise RuntimeError("tell() without a pending ask()")
+        if not self._outstanding:
+            raise RuntimeError("tell() without an outstanding ask()")
+        encoding = self._outstanding.popleft()
         if value is None:  # a failed architecture never becomes a parent
             return
         self.population.append((encoding, value))

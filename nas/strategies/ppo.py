@@ -17,7 +17,8 @@ value loss, entropy bonus, minibatch epochs, gradient clipping).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -109,7 +110,28 @@ def controller_mismatch(state: dict[str, Any], space: SearchSpace, config: PPOCo
     return problems
 
 
+@dataclass
+class _Episode:
+    """One episode of an iteration: where it is, what it has earned, and its transitions."""
+
+    state: State
+    state_value: float
+    plan: list[int] = field(default_factory=list)  # actions of a screened episode still to take
+    transitions: dict[str, list] = field(default_factory=lambda: {k: [] for k in TRANSITION_KEYS})
+    episode_return: float = 0.0
+    new: bool = False  # proposed an architecture not seen before
+    done: bool = False
+
+
+TRANSITION_KEYS = ("obs", "mask", "action", "logprob", "value", "reward", "done")
+
+
 class PPOStrategy:
+    """Each iteration runs ``population_size`` episodes from the incumbent, in lockstep rounds: every live
+    episode proposes its next architecture, the round's architectures are evaluated together (in parallel
+    when there are workers), then every episode takes its reward and the next round begins. The rounds
+    depend only on the seed and the values told, never on how many candidates train at once."""
+
     name = "ppo"
 
     def __init__(self, space: SearchSpace, config: PPOConfig, seed: int = 0, initial: Architecture | None = None):
@@ -133,18 +155,15 @@ class PPOStrategy:
         self.incumbent: tuple[Encoding, float] | None = None
         self.values: dict[Encoding, float | None] = {}  # every architecture told so far
         self.iteration = 0
-        self.episode = 0  # within the iteration
         self.iteration_stats: list[dict] = []
-        self._pending: tuple[Encoding, State | None, bool] | None = None  # (architecture, next state, episode ends); state None: a start point
         self._tried_initial = False  # after a failed initial architecture, start from random ones
-        self._state: State | None = None
-        self._state_value = 0.0
-        self._plan: list[int] = []  # actions of a screened episode still to take
-        self._episode_return = 0.0
-        self._episode_new = False  # whether this episode proposed an architecture not seen before
+        self._episodes: list[_Episode] | None = None  # the current iteration's, None between iterations
+        self._cursor = 0  # next episode to step in this round
+        # Proposals awaiting their value, in ask order: (architecture, None for a start point or
+        # (episode, next state, episode ends)).
+        self._outstanding: deque[tuple[Encoding, tuple[int, State, bool] | None]] = deque()
         self._stale = 0  # consecutive episodes that proposed nothing new
-        self._returns: list[float] = []
-        self._buffer: dict[str, list] = self._empty_buffer()
+        self._exhausted = False  # converged and every valid architecture evaluated
 
     # -- saved controllers (warm starts) ------------------------------------------------------------
     def controller_state(self) -> dict[str, Any]:
@@ -171,78 +190,109 @@ class PPOStrategy:
         self.policy.load_state_dict(state["policy"])
         self.value.load_state_dict(state["value"])
 
-    @staticmethod
-    def _empty_buffer() -> dict[str, list]:
-        return {k: [] for k in ("obs", "mask", "action", "logprob", "value", "reward", "done")}
-
     @property
     def finished(self) -> bool:
-        return self.config.iterations is not None and self.iteration >= self.config.iterations
+        return self._exhausted or (self.config.iterations is not None and self.iteration >= self.config.iterations)
 
     # -- ask / tell -----------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
-        if self.finished:
+        """The next proposal of this round; None while the round's values are outstanding, or when done."""
+        while not self.finished:
+            if self.incumbent is None or (self._episodes is None and self._stale >= self.config.max_stale_episodes):
+                return self._start_point()
+            if self._episodes is None:
+                self._begin_iteration()
+            while self._cursor < len(self._episodes):
+                index = self._cursor
+                self._cursor += 1
+                episode = self._episodes[index]
+                if episode.done:
+                    continue
+                candidate = self._advance(episode)
+                if candidate is not None:
+                    encoding, nxt, ends = candidate
+                    self._outstanding.append((encoding, (index, nxt, ends)))
+                    return Proposal(self.space.decode(encoding), self.iteration, index, episode.state[1] + 1)
+            if self._outstanding:
+                return None  # every live episode has proposed: their values come before the next step
+            if all(e.done for e in self._episodes):
+                self._update()
+            else:
+                self._cursor = 0  # the next round
+        return None
+
+    def _start_point(self) -> Proposal | None:
+        """An architecture evaluated outside any episode, alone: the initial one (a random one after it
+        failed), or, once the policy has converged, a random unseen one."""
+        if self._outstanding:
             return None
-        if self.incumbent is None:  # nothing evaluated successfully yet: evaluate a starting point
+        if self.incumbent is None:
             encoding = self._random_valid() if self._tried_initial else self.initial
             self._tried_initial = True
-            self._pending = (encoding, None, True)
-            return Proposal(self.space.decode(encoding), self.iteration, self.episode, 0)
-        while not self.finished:
-            if self._state is None:
-                if self._stale >= self.config.max_stale_episodes:
-                    # Converged: the policy keeps revisiting what it knows. Spend the next evaluation on
-                    # a random unseen architecture (a new incumbent, when it is better), then give the
-                    # policy one iteration to propose something new before the next random one.
-                    self._stale = max(0, self.config.max_stale_episodes - self.config.population_size)
-                    encoding = self._random_unseen()
-                    if encoding is None:
-                        return None  # every valid architecture has been evaluated
-                    self._pending = (encoding, None, True)
-                    return Proposal(self.space.decode(encoding), self.iteration, self.episode, 0)
-                self._begin_episode()
-            obs = self.env.observation(self._state)
-            mask = self.env.action_mask(self._state)
+        else:
+            # Converged: the policy keeps revisiting what it knows. Spend the next evaluation on a
+            # random unseen architecture (a new incumbent, when it is better), then give the policy
+            # one iteration to propose something new before the next random one.
+            self._stale = max(0, self.config.max_stale_episodes - self.config.population_size)
+            encoding = self._random_unseen()
+            if encoding is None:
+                self._exhausted = True  # every valid architecture has been evaluated
+                return None
+        self._outstanding.append((encoding, None))
+        return Proposal(self.space.decode(encoding), self.iteration, 0, 0)
+
+    def _begin_iteration(self) -> None:
+        start, start_value = self.incumbent
+        self._episodes = [_Episode(self.env.start(start), start_value) for _ in range(self.config.population_size)]
+        if isinstance(self.env, ControllerEnv) and self.config.screening > 1:
+            for episode in self._episodes:
+                episode.plan = self._screen(self.config.screening)
+        self._cursor = 0
+
+    def _advance(self, episode: _Episode) -> tuple[Encoding, State, bool] | None:
+        """Sample actions until the episode proposes an architecture (returned) or ends (None)."""
+        while True:
+            obs = self.env.observation(episode.state)
+            mask = self.env.action_mask(episode.state)
             obs_t, mask_t = torch.from_numpy(obs), torch.from_numpy(mask)
             with torch.no_grad():
                 dist = self.policy.distribution(obs_t, mask_t)
-                action = torch.tensor(self._plan.pop(0)) if self._plan else torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
+                action = torch.tensor(episode.plan.pop(0)) if episode.plan else torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
                 logprob, value = dist.log_prob(action), self.value(obs_t)
-            self._record(obs=obs_t, mask=mask_t, action=action, logprob=logprob, value=value)
-            nxt, candidate, done = self.env.step(self._state, int(action))
-            if candidate is None:  # "stop", or a choice that does not complete an architecture yet
-                self._state = nxt
-                self._end_step(reward=0.0, done=done)
-                continue
-            self._pending = (candidate, nxt, done)
-            return Proposal(self.space.decode(candidate), self.iteration, self.episode, self._state[1] + 1)
-        return None
+            for key, item in (("obs", obs_t), ("mask", mask_t), ("action", action), ("logprob", logprob), ("value", value)):
+                episode.transitions[key].append(item)
+            nxt, candidate, done = self.env.step(episode.state, int(action))
+            if candidate is not None:
+                return candidate, nxt, done
+            episode.state = nxt  # "stop", or a choice that does not complete an architecture yet
+            self._end_step(episode, reward=0.0, done=done)
+            if done:
+                return None
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
-        if self._pending is None:
-            raise RuntimeError("tell() without a pending ask()")
-        encoding, nxt, done = self._pending
-        self._pending = None
-        if encoding not in self.values:
-            self._episode_new = True
+        """The value of the oldest outstanding proposal (tells come in ask order)."""
+        if not self._outstanding:
+            raise RuntimeError("tell() without an outstanding ask()")
+        encoding, where = self._outstanding.popleft()
+        if proposal.architecture != self.space.decode(encoding):
+            raise RuntimeError(f"tell() out of order: expected {self.space.decode(encoding)}, got {proposal.architecture}")
+        new = encoding not in self.values
         self.values[encoding] = value
         if value is not None and (self.incumbent is None or value > self.incumbent[1]):
             self.incumbent = (encoding, value)
-        if nxt is None:  # a start point, not a step of an episode
+        if where is None:  # a start point, not a step of an episode
             return
+        index, nxt, ends = where
+        episode = self._episodes[index]
+        episode.new |= new
         if value is None:
-            self._end_step(reward=self.config.failure_reward, done=True)
-            return
-        reward = value - self._state_value if self.env.delta_rewards else value
-        self._state, self._state_value = nxt, value
-        self._end_step(reward=reward, done=done)
-
-    def _begin_episode(self) -> None:
-        self._state = self.env.start(self.incumbent[0])
-        self._state_value = self.incumbent[1]
-        self._episode_return, self._episode_new = 0.0, False
-        if isinstance(self.env, ControllerEnv) and self.config.screening > 1:
-            self._plan = self._screen(self.config.screening)
+            self._end_step(episode, reward=self.config.failure_reward, done=True)
+        else:
+            reward = value - episode.state_value if self.env.delta_rewards else value
+            episode.state, episode.state_value = nxt, value
+            self._end_step(episode, reward=reward, done=ends)
+        if not self._outstanding and all(e.done for e in self._episodes):
+            self._update()  # at once: the iteration's statistics and controller are ready with its last value
 
     def _screen(self, k: int) -> list[int]:
         """Sample ``k`` episodes from the policy; keep the one whose architecture V rates highest, preferring unseen ones."""
@@ -266,21 +316,13 @@ class PPOStrategy:
     def _random_valid(self) -> Encoding:
         return sample_valid(self.space, self.rng)  # make_space guarantees one exists
 
-    def _record(self, **items: torch.Tensor) -> None:
-        for k, v in items.items():
-            self._buffer[k].append(v)
-
-    def _end_step(self, reward: float, done: bool) -> None:
-        self._buffer["reward"].append(torch.tensor(reward, dtype=torch.float32))
-        self._buffer["done"].append(torch.tensor(float(done)))
-        self._episode_return += reward
+    def _end_step(self, episode: _Episode, reward: float, done: bool) -> None:
+        episode.transitions["reward"].append(torch.tensor(reward, dtype=torch.float32))
+        episode.transitions["done"].append(torch.tensor(float(done)))
+        episode.episode_return += reward
         if done:
-            self._returns.append(self._episode_return)
-            self._stale = 0 if self._episode_new else self._stale + 1
-            self._state, self._plan = None, []
-            self.episode += 1
-            if self.episode >= self.config.population_size:
-                self._update()
+            episode.done = True
+            self._stale = 0 if episode.new else self._stale + 1
 
     # -- the PPO update ---------------------------------------------------------------------------
     def _replay(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -295,8 +337,9 @@ class PPOStrategy:
 
     def _update(self) -> None:
         c = self.config
-        b = {k: torch.stack(v) for k, v in self._buffer.items()}
-        # Transitions are stored episode after episode, so s_{t+1}'s value is the next entry's.
+        b = {k: torch.stack([t for e in self._episodes for t in e.transitions[k]]) for k in TRANSITION_KEYS}
+        returns_of_episodes = [e.episode_return for e in self._episodes]
+        # Episode after episode, so s_{t+1}'s value is the next entry's (within an episode).
         next_values = torch.cat([b["value"][1:], torch.zeros(1)]) * (1 - b["done"])
         advantages, returns = gae(b["reward"], b["value"], b["done"], next_values, c.gamma, c.gae_lambda)
         replay = self._replay()
@@ -325,14 +368,13 @@ class PPOStrategy:
                 "iteration": self.iteration,
                 "reward_mean": float(b["reward"].mean()),
                 "reward_max": float(b["reward"].max()),
-                "episode_return_mean": float(np.mean(self._returns)),
-                "episode_return_max": float(np.max(self._returns)),
+                "episode_return_mean": float(np.mean(returns_of_episodes)),
+                "episode_return_max": float(np.max(returns_of_episodes)),
                 "best_value": self.incumbent[1] if self.incumbent else float("nan"),
                 **{k: float(np.mean(v)) for k, v in log.items()},  # means over the update's minibatches
                 "explained_variance": explained_variance(b["value"], returns),
                 "transitions": n,
             }
         )
-        self._buffer, self._returns = self._empty_buffer(), []
+        self._episodes = None
         self.iteration += 1
-        self.episode = 0

@@ -9,6 +9,7 @@ random unseen architecture is proposed instead so the search still moves.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ class TPEStrategy:
             self.study.enqueue_trial(self._params(space.encode(initial)))
         self.values: dict[Encoding, float | None] = {}
         self.iteration_stats: list[dict] = []
-        self._pending: tuple[Encoding, object | None] | None = None
+        self._outstanding: deque[tuple[Encoding, object | None]] = deque()  # (architecture, trial), in ask order
 
     def _params(self, encoding: Encoding) -> dict:
         return {name: self._choices[name][i] for name, i in zip(self.space.names, encoding, strict=True)}
@@ -72,6 +73,9 @@ class TPEStrategy:
         return tuple(self._choices[name].index(params[name]) for name in self.space.names)
 
     def ask(self) -> Proposal | None:
+        """The startup trials all at once (they are random), then one trial at a time."""
+        if self._outstanding and len(self.values) + len(self._outstanding) >= self.config.n_startup_trials:
+            return None
         TrialState = self.optuna.trial.TrialState
         for _ in range(self.config.max_retries):
             trial = self.study.ask()
@@ -94,13 +98,14 @@ class TPEStrategy:
         return self._propose(encoding, None)
 
     def _propose(self, encoding: Encoding, trial) -> Proposal:
-        self._pending = (encoding, trial)
-        return Proposal(self.space.decode(encoding), iteration=0, episode=len(self.values), step=0)
+        self._outstanding.append((encoding, trial))
+        count = len(self.values) + len(self._outstanding)
+        return Proposal(self.space.decode(encoding), iteration=0, episode=count - 1, step=0)
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
-        if self._pending is None:
-            raise RuntimeError("tell() without a pending ask()")
-        (encoding, trial), self._pending = self._pending, None
+        if not self._outstanding:
+            raise RuntimeError("tell() without an outstanding ask()")
+        encoding, trial = self._outstanding.popleft()
         self.values[encoding] = value
         TrialState = self.optuna.trial.TrialState
         if trial is None:

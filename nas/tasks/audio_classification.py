@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
-from nas.tasks.base import label_fields, tensor_batches
+from nas.tasks.base import eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError
 
 METRICS = ("accuracy", "macro_f1")
@@ -68,23 +68,31 @@ def read_audio(path: str, audio_key: str, label_key: str, n: int | None, samplin
 class AudioClassificationTask:
     name = "audio_classification"
 
-    def __init__(self, train_file: str, validation_file: str, audio_column: str, label_column: str, train_size: int,
-                 val_size: int, sampling_rate: int, num_mel_bins: int, max_length: int, metric: str,
-                 test_files: Mapping[str, str] | None = None):
+    def __init__(self, train_file: str, validation_file: str, audio_column: str, label_column: str, train_size: int | None,
+                 val_size: int | None, sampling_rate: int, num_mel_bins: int, max_length: int, metric: str,
+                 test_files: Mapping[str, str] | None = None, test_file: str | None = None, test_size: int | None = None,
+                 test_files_split: str = "validation"):
+        """``test_files_split``: the split whose metrics report the ``test_files`` sets, ``validation`` (a search:
+        reported, never the reward) or ``test`` (nas-final, with the ``test_file`` split when there is one)."""
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not an audio_classification metric; choose one of {list(METRICS)}")
+        if test_files_split not in ("validation", "test"):
+            raise ValueError(f"test_files_split must be 'validation' or 'test', not {test_files_split!r}")
+        self.test_files_split = test_files_split
         self.metric = metric
         self.sampling_rate, self.num_mel_bins, self.max_length = sampling_rate, num_mel_bins, max_length
         read = {"audio_key": audio_column, "label_key": label_column, "sampling_rate": sampling_rate}
         splits = {"train": read_audio(train_file, n=train_size, key="task.train_file", **read),
                   "val": read_audio(validation_file, n=val_size, key="task.validation_file", **read)}
+        if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
+            splits["test"] = read_audio(test_file, n=test_size, key="task.test_file", **read)
         for name, path in (test_files or {}).items():
             splits[f"test:{name}"] = read_audio(path, n=None, key=f"task.test_files.{name}", **read)
         self.labels = sorted(np.unique(splits["train"][1]).tolist())
         for split, (_, y) in splits.items():
             unseen = sorted(set(np.unique(y).tolist()) - set(self.labels))
             if unseen:
-                key = "task.validation_file" if split == "val" else f"task.test_files.{split[5:]}"
+                key = {"val": "task.validation_file", "test": "task.test_file"}.get(split, f"task.test_files.{split[5:]}")
                 raise DataError(f"{key}: labels {unseen} do not occur in the training subset")
         label_id = {label: i for i, label in enumerate(self.labels)}
 
@@ -124,10 +132,16 @@ class AudioClassificationTask:
         logits = [model(input_values=inputs[i : i + batch_size].to(device)).logits for i in range(0, len(inputs), batch_size)]
         return torch.cat([x.argmax(-1).cpu() for x in logits]).numpy()
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        y_pred, y_true = self._predict(model, self.val["input_values"], batch_size), self.val["labels"].numpy()
-        metrics = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
-        for name, data in self.tests.items():  # reported, never the reward
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        main = {"validation": self.val, "test": self.data.get("test")}
+        extras = self.tests if split == self.test_files_split else {}
+        if main.get(split) is None and not extras:
+            eval_split({k: v for k, v in main.items() if v is not None}, split)  # raises, naming the splits there are
+        metrics = {}
+        if main[split] is not None:
+            y_pred, y_true = self._predict(model, main[split]["input_values"], batch_size), main[split]["labels"].numpy()
+            metrics = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+        for name, data in extras.items():  # reported, never the reward
             y_pred = self._predict(model, data["input_values"], batch_size)
             metrics[f"{name}_accuracy"] = float(accuracy_score(data["labels"].numpy(), y_pred))
         return metrics

@@ -19,11 +19,25 @@ class Task(Protocol):
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
         """An endless stream of training batches (keyword arguments of the model's forward, with labels)."""
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        """Validation metrics of a trained model."""
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        """Metrics of a trained model on the validation split (the search) or the test split (``nas-final``;
+        only when the task was built with a test split). One metric code for both."""
 
     def reward(self, metrics: dict[str, float]) -> float:
         """The number to maximise."""
+
+
+def eval_split(splits: dict[str, Any], split: str) -> Any:
+    """The evaluation data of ``split``, or an error naming the splits the task has."""
+    if split not in splits:
+        hint = " (the task was built without a test split: set task.test_file)" if split == "test" else ""
+        raise ValueError(f"no '{split}' split to evaluate on{hint}; the task has {sorted(splits)}")
+    return splits[split]
+
+
+def first_rows(n: int | None) -> str:
+    """How error messages name a subset: 'first 2000 rows' or 'rows'."""
+    return "rows" if n is None else f"first {n} rows"
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

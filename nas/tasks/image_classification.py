@@ -11,13 +11,13 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
-from nas.tasks.base import label_fields, tensor_batches
+from nas.tasks.base import eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError
 
 METRICS = ("accuracy", "macro_f1")
 
 
-def read_images(path: str, image_key: str, label_key: str, n: int, image_size: int, num_channels: int, key: str) -> tuple[np.ndarray, np.ndarray]:
+def read_images(path: str, image_key: str, label_key: str, n: int | None, image_size: int, num_channels: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` images as (N, C, H, W) uint8 and their labels; checks shape against the task."""
     file = Path(path)
     if not file.is_file():
@@ -47,25 +47,33 @@ def read_images(path: str, image_key: str, label_key: str, n: int, image_size: i
 class ImageClassificationTask:
     name = "image_classification"
 
-    def __init__(self, train_file: str, validation_file: str, image_column: str, label_column: str, train_size: int,
-                 val_size: int, image_size: int, num_channels: int, metric: str):
+    def __init__(self, train_file: str, validation_file: str, image_column: str, label_column: str, train_size: int | None,
+                 val_size: int | None, image_size: int, num_channels: int, metric: str, test_file: str | None = None,
+                 test_size: int | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not an image_classification metric; choose one of {list(METRICS)}")
         self.metric = metric
         self.image_size, self.num_channels = image_size, num_channels
         train_x, train_y = read_images(train_file, image_column, label_column, train_size, image_size, num_channels, "task.train_file")
-        val_x, val_y = read_images(validation_file, image_column, label_column, val_size, image_size, num_channels, "task.validation_file")
+        held_out = {"validation": ("task.validation_file", read_images(
+            validation_file, image_column, label_column, val_size, image_size, num_channels, "task.validation_file"))}
+        if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
+            held_out["test"] = ("task.test_file", read_images(test_file, image_column, label_column, test_size, image_size, num_channels,
+                                                              "task.test_file"))
         self.labels = sorted(np.unique(train_y).tolist())
-        unseen = sorted(set(np.unique(val_y).tolist()) - set(self.labels))
-        if unseen:
-            raise DataError(f"task.validation_file: labels {unseen} do not occur in the training subset")
+        for key, (_, y) in held_out.values():
+            unseen = sorted(set(np.unique(y).tolist()) - set(self.labels))
+            if unseen:
+                raise DataError(f"{key}: labels {unseen} do not occur in the training subset")
         label_id = {label: i for i, label in enumerate(self.labels)}
         # Normalise with the training subset's statistics: no per-dataset constants in the config.
         train_f = torch.from_numpy(train_x).float() / 255
         self.mean, self.std = train_f.mean().item(), train_f.std().item() or 1.0
         self.train = {"pixel_values": (train_f - self.mean) / self.std, "labels": torch.tensor([label_id[y] for y in train_y.tolist()])}
-        self.val = {"pixel_values": (torch.from_numpy(val_x).float() / 255 - self.mean) / self.std,
-                    "labels": torch.tensor([label_id[y] for y in val_y.tolist()])}
+        self.splits = {split: {"pixel_values": (torch.from_numpy(x).float() / 255 - self.mean) / self.std,
+                               "labels": torch.tensor([label_id[y] for y in y_.tolist()])}
+                       for split, (_, (x, y_)) in held_out.items()}
+        self.val = self.splits["validation"]
         # Saved beside the best architecture: the same rescale and normalisation for inference.
         self.preprocessor = ViTImageProcessorPil(
             do_resize=True, size={"height": image_size, "width": image_size}, do_rescale=True,
@@ -82,11 +90,12 @@ class ImageClassificationTask:
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
         return tensor_batches(self.train, batch_size, generator)
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        data = eval_split(self.splits, split)
         device = next(model.parameters()).device
-        pixels = self.val["pixel_values"]
+        pixels = data["pixel_values"]
         preds = [model(pixel_values=pixels[i : i + batch_size].to(device)).logits.argmax(-1).cpu() for i in range(0, len(pixels), batch_size)]
-        y_pred, y_true = torch.cat(preds).numpy(), self.val["labels"].numpy()
+        y_pred, y_true = torch.cat(preds).numpy(), data["labels"].numpy()
         return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
 
     def reward(self, metrics: dict[str, float]) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from nas.tasks.base import epoch_batches
+from nas.tasks.base import epoch_batches, eval_split
 from nas.tasks.data import DataError, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -16,17 +16,22 @@ from nas.tasks.tokenizer import train_tokenizer
 class LanguageModelingTask:
     name = "language_modeling"
 
-    def __init__(self, train_file: str, validation_file: str, text_column: str, train_size: int, val_size: int,
-                 max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity", tokenizer_texts: Sequence[str] = ()):
+    def __init__(self, train_file: str, validation_file: str, text_column: str, train_size: int | None, val_size: int | None,
+                 max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity", tokenizer_texts: Sequence[str] = (),
+                 test_file: str | None = None, test_size: int | None = None):
         if metric != "perplexity":
             raise ValueError(f"task.metric '{metric}' is not a language_modeling metric; use 'perplexity'")
         self.metric = metric
         train = read_table(train_file, [text_column], "task.train_file", nrows=train_size)[text_column].astype(str).tolist()
         val = read_table(validation_file, [text_column], "task.validation_file", nrows=val_size)[text_column].astype(str).tolist()
+        # Only nas-final evaluates on the test split; a search never reads it.
+        test = None if test_file is None else \
+            read_table(test_file, [text_column], "task.test_file", nrows=test_size)[text_column].astype(str).tolist()
         self.tokenizer = train_tokenizer(tokenizer, [*train, *tokenizer_texts], vocab_size)
         self.block_size = max_length
         self.train = self._blocks(train, "task.train_file")
         self.val = self._blocks(val, "task.validation_file")
+        self.splits = {"validation": self.val, **({"test": self._blocks(test, "task.test_file")} if test is not None else {})}
 
     def _blocks(self, texts: list[str], key: str) -> torch.Tensor:
         """Texts joined by end-of-text tokens and cut into blocks of ``block_size`` tokens: (N, T)."""
@@ -56,10 +61,11 @@ class LanguageModelingTask:
             blocks = self.train[idx]
             yield {"input_ids": blocks, "labels": blocks}
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        data = eval_split(self.splits, split)
         total, count, device = 0.0, 0, next(model.parameters()).device
-        for start in range(0, len(self.val), batch_size):
-            blocks = self.val[start : start + batch_size].to(device)
+        for start in range(0, len(data), batch_size):
+            blocks = data[start : start + batch_size].to(device)
             predicted = blocks[:, 1:].numel()  # the model shifts labels: T - 1 predictions per block
             total += model(input_ids=blocks, labels=blocks).loss.item() * predicted
             count += predicted

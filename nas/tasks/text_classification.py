@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from nas.tasks.base import epoch_batches, label_fields
+from nas.tasks.base import epoch_batches, eval_split, first_rows, label_fields
 from nas.tasks.data import DataError, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -19,7 +19,8 @@ class TextClassificationTask:
     name = "text_classification"
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
-                 train_size: int, val_size: int, max_length: int, tokenizer: str, vocab_size: int, metric: str, tokenizer_texts: Sequence[str] = ()):
+                 train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int, metric: str,
+                 tokenizer_texts: Sequence[str] = (), test_file: str | None = None, test_size: int | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
         if not label_column:
@@ -29,16 +30,22 @@ class TextClassificationTask:
         val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)
         self.labels = sorted(train[label_column].unique().tolist(), key=str)
         if len(self.labels) < 2:
-            raise DataError(f"task.train_file: '{train_file}' has a single label {self.labels} in its first {train_size} rows")
-        unseen = sorted(set(val[label_column]) - set(self.labels), key=str)
-        if unseen:
-            raise DataError(f"task.validation_file: labels {unseen} do not occur in the training subset")
+            raise DataError(f"task.train_file: '{train_file}' has a single label {self.labels} in its {first_rows(train_size)}")
+        held_out = {"validation": ("task.validation_file", val)}
+        if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
+            held_out["test"] = ("task.test_file", read_table(test_file, [text_column, label_column], "task.test_file", nrows=test_size))
+        for key, df in held_out.values():
+            unseen = sorted(set(df[label_column]) - set(self.labels), key=str)
+            if unseen:
+                raise DataError(f"{key}: labels {unseen} do not occur in the training subset")
         label_id = {label: i for i, label in enumerate(self.labels)}
         texts = train[text_column].astype(str).tolist()
         # Unlabelled pre-training text (tokenizer_texts) shapes the vocabulary too.
         self.tokenizer = train_tokenizer(tokenizer, [*texts, *tokenizer_texts], vocab_size)
         self.train = self._encode(texts, train[label_column].map(label_id).tolist(), max_length)
-        self.val = self._encode(val[text_column].astype(str).tolist(), val[label_column].map(label_id).tolist(), max_length)
+        self.splits = {split: self._encode(df[text_column].astype(str).tolist(), df[label_column].map(label_id).tolist(), max_length)
+                       for split, (_, df) in held_out.items()}
+        self.val = self.splits["validation"]
 
     def _encode(self, texts: list[str], labels: list[int], max_length: int) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
@@ -69,14 +76,15 @@ class TextClassificationTask:
         for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
             yield self._batch(self.train, idx)
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        n, device = len(self.val["labels"]), next(model.parameters()).device
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        data = eval_split(self.splits, split)
+        n, device = len(data["labels"]), next(model.parameters()).device
         preds = []
         for start in range(0, n, batch_size):
-            batch = self._batch(self.val, torch.arange(start, min(start + batch_size, n)))
+            batch = self._batch(data, torch.arange(start, min(start + batch_size, n)))
             batch.pop("labels")
             preds.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu())
-        y_pred, y_true = torch.cat(preds).numpy(), self.val["labels"].numpy()
+        y_pred, y_true = torch.cat(preds).numpy(), data["labels"].numpy()
         return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
 
     def reward(self, metrics: dict[str, float]) -> float:

@@ -14,7 +14,7 @@ import sacrebleu
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
-from nas.tasks.base import epoch_batches
+from nas.tasks.base import epoch_batches, eval_split
 from nas.tasks.data import read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -26,8 +26,9 @@ class TranslationTask:
     name = "translation"
 
     def __init__(self, train_file: str, validation_file: str, source_column: str, target_column: str,
-                 train_size: int, val_size: int, max_length: int, tokenizer: str, vocab_size: int,
-                 metric: str = "chrf", max_new_tokens: int = 48, tokenizer_texts: Sequence[str] = ()):
+                 train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int,
+                 metric: str = "chrf", max_new_tokens: int = 48, tokenizer_texts: Sequence[str] = (),
+                 test_file: str | None = None, test_size: int | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not a translation metric; choose one of {list(METRICS)}")
         if max_length < 2:
@@ -37,7 +38,9 @@ class TranslationTask:
         self.metric, self.max_length, self.max_new_tokens = metric, max_length, max_new_tokens
         columns = [source_column, target_column]
         train = read_table(train_file, columns, "task.train_file", nrows=train_size).astype(str)
-        val = read_table(validation_file, columns, "task.validation_file", nrows=val_size).astype(str)
+        held_out = {"validation": read_table(validation_file, columns, "task.validation_file", nrows=val_size).astype(str)}
+        if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
+            held_out["test"] = read_table(test_file, columns, "task.test_file", nrows=test_size).astype(str)
         sources, targets = train[source_column].tolist(), train[target_column].tolist()
         # Unlabelled text (tokenizer_texts, e.g. a pre-training corpus) shapes the vocabulary too.
         self.tokenizer = train_tokenizer(tokenizer, [*sources, *targets, *tokenizer_texts], vocab_size)
@@ -46,10 +49,13 @@ class TranslationTask:
         if self.eos_token_id is None or tok.pad_token_id is None:
             raise ValueError(f"task.tokenizer '{tokenizer}' has no end-of-sequence or padding token")
         self.train = self._encode(sources, targets)
-        # Validation sorted by source length: generation then pads little. The order changes no metric.
-        order = sorted(range(len(val)), key=lambda i: (len(val[source_column][i]), i))
-        self.val_references = [val[target_column][i] for i in order]
-        self.val = self._encode([val[source_column][i] for i in order], self.val_references)
+        # Held-out pairs sorted by source length: generation then pads little. The order changes no metric.
+        self.splits: dict[str, tuple[dict[str, torch.Tensor], list[str]]] = {}
+        for split, df in held_out.items():
+            order = sorted(range(len(df)), key=lambda i: (len(df[source_column][i]), i))
+            references = [df[target_column][i] for i in order]
+            self.splits[split] = (self._encode([df[source_column][i] for i in order], references), references)
+        self.val, self.val_references = self.splits["validation"]
 
     def _ids(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids of each text, truncated to max_length with end-of-sequence last, right-padded: (N, T),
@@ -101,14 +107,15 @@ class TranslationTask:
         for idx in epoch_batches(len(self.train["input_ids"]), batch_size, generator):
             yield self._batch(self.train, idx)
 
-    def evaluate(self, model: torch.nn.Module, batch_size: int) -> dict[str, float]:
-        """Greedy translations of the validation sources scored against the references, and the validation loss."""
-        n, device = len(self.val["input_ids"]), next(model.parameters()).device
+    def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
+        """Greedy translations of the split's sources scored against the references, and the split's loss."""
+        data, references = eval_split(self.splits, split)
+        n, device = len(data["input_ids"]), next(model.parameters()).device
         model.eval()
         hypotheses, loss_sum, tokens = [], 0.0, 0
         with torch.no_grad():
             for start in range(0, n, batch_size):
-                batch = {k: v.to(device) for k, v in self._batch(self.val, torch.arange(start, min(start + batch_size, n))).items()}
+                batch = {k: v.to(device) for k, v in self._batch(data, torch.arange(start, min(start + batch_size, n))).items()}
                 count = int((batch["labels"] != IGNORE).sum())
                 loss_sum += model(**batch).loss.item() * count
                 tokens += count
@@ -122,8 +129,8 @@ class TranslationTask:
                 hypotheses += self.tokenizer.batch_decode(generated.cpu(), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         hypotheses = [h.strip() for h in hypotheses]
         return {
-            "bleu": float(sacrebleu.corpus_bleu(hypotheses, [self.val_references]).score),
-            "chrf": float(sacrebleu.corpus_chrf(hypotheses, [self.val_references]).score),
+            "bleu": float(sacrebleu.corpus_bleu(hypotheses, [references]).score),
+            "chrf": float(sacrebleu.corpus_chrf(hypotheses, [references]).score),
             "loss": loss_sum / tokens,
         }
 

@@ -1,0 +1,114 @@
+"""One candidate: build its transformers model from an architecture, train it, score it.
+
+Kept apart from the runner (which imports MLflow) so worker processes and Ray tasks that train
+candidates load only what training needs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.config import Config
+from nas.models import build_config, build_model, build_pretraining_model, parameter_count
+from nas.objectives import measure_latency
+from nas.pretrain import PretrainingCorpus, transfer_body
+from nas.search import Evaluation, Outcome
+from nas.space import Architecture
+from nas.tasks import Task
+from nas.train import fit, resolve_device, train_and_evaluate
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def candidate_seed(seed: int, architecture: Architecture) -> int:
+    """Model init is seeded by the architecture, data order by the search seed: a candidate's
+    metric does not depend on when in the search it is evaluated."""
+    arch_seed = zlib.crc32(json.dumps(architecture, sort_keys=True, default=str).encode())
+    return (seed * 1_000_003 + arch_seed) % 2**63
+
+
+class CandidateObjective:
+    """Builds, trains and scores one architecture. The metric depends only on (seed, architecture)."""
+
+    def __init__(self, task: Task, config: Config, corpus: PretrainingCorpus | None = None):
+        self.task = task
+        self.config = config
+        self.model_type = config.search_space.family
+        self.fixed = {**task.config_fields(), **config.search_space.fixed}
+        self.corpus = corpus  # set: pre-train on it, then fine-tune (trainer.pretrain)
+        self.objective = config.objective
+        self.fidelity = config.fidelity
+        self.checkpoint_rewards: dict[int, list[float]] = {}  # multi-fidelity: rewards recorded at each checkpoint step
+        self.peers: dict[int, list[float]] = {}  # those of earlier batches: what this batch's hurdles compare against
+
+    # The hurdles of a batch compare against candidates of earlier batches only, so a candidate's fate
+    # does not depend on which of its batch-mates happened to finish first (see nas.evaluators).
+    def batch_state(self) -> dict[int, list[float]] | None:
+        return {step: list(rewards) for step, rewards in self.checkpoint_rewards.items()} if self.fidelity.steps else None
+
+    def set_batch_state(self, state: dict[int, list[float]]) -> None:
+        self.peers = state
+
+    def observe(self, evaluation: Evaluation) -> None:
+        """Record an evaluated candidate's rewards at the checkpoints it reached."""
+        for step, metrics in evaluation.info.get("checkpoints") or []:
+            if int(step) in self.fidelity.steps:
+                self.checkpoint_rewards.setdefault(int(step), []).append(self.task.reward(metrics))
+
+    def hf_config(self, architecture: Architecture):
+        return build_config(self.model_type, architecture, self.fixed)
+
+    def __call__(self, architecture: Architecture) -> Outcome:
+        hf_config = self.hf_config(architecture)
+        info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name)}
+        torch.manual_seed(candidate_seed(self.config.seed, architecture))
+        trainer = self.config.trainer
+        try:
+            if self.objective.cost == "latency_ms":  # before training: weights do not change the compute
+                latency_model = build_model(hf_config, self.task.name).to(resolve_device(trainer.device))
+                batch = next(self.task.train_batches(trainer.eval_batch_size, torch.Generator().manual_seed(self.config.seed)))
+                info["latency_ms"] = measure_latency(latency_model, batch)
+                del latency_model
+                torch.manual_seed(candidate_seed(self.config.seed, architecture))  # the same init as without the measurement
+            self.objective.check(info)  # a hard budget fails the candidate before any training
+            if self.corpus is not None:
+                model = self._pretrained_model(hf_config, info)
+            else:
+                model = build_model(hf_config, self.task.name)
+            trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
+                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None)
+        except Exception as exc:  # recorded as a failed candidate; the search goes on
+            return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", info)
+        metric_reward = self.task.reward(trained.metrics)
+        info.update(metrics=trained.metrics, losses=trained.losses, train_seconds=trained.train_seconds, eval_seconds=trained.eval_seconds,
+                    steps=trained.steps, checkpoints=trained.checkpoints, metric_reward=metric_reward)
+        return Outcome(self.objective.reward(metric_reward, info) if self.objective.enabled else metric_reward, "ok", None, info)
+
+    def _keep_training(self, step: int, metrics: dict[str, float]) -> bool:
+        """Progressive hurdles: go on when this checkpoint's reward is in the top ``promote`` share of those seen there."""
+        reward = self.task.reward(metrics)
+        peers = self.peers.get(step, [])
+        return len(peers) < self.fidelity.min_peers or reward >= float(np.quantile(peers, 1 - self.fidelity.promote))
+
+
+    def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
+        """Stage one: self-supervised training of the body on the corpus; returns the task model holding that body."""
+        trainer = self.config.trainer
+        objective, pretrained = build_pretraining_model(hf_config)
+        pretrained.to(resolve_device(trainer.device))
+        batches = self.corpus.batches(objective, seed=self.config.seed)
+        losses, seconds = fit(pretrained, batches, trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
+        info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
+        model = build_model(hf_config, self.task.name)
+        transfer_body(pretrained, model)
+        return model

@@ -1,0 +1,210 @@
+"""Where candidates train: one after another in this process, in a local process pool, or as Ray tasks.
+
+An evaluator takes a batch of architectures and yields their outcomes in the batch's order, each
+as soon as it and every earlier one are done, so the search records results while later ones still
+train. Which worker trains a candidate, and when, never changes its outcome: a candidate's metric
+depends on the seed, its architecture and the trainer's thread count, and per-batch state (the
+peers of multi-fidelity hurdles) is fixed when the batch starts and shipped with every candidate.
+
+Objectives with such state implement ``batch_state()`` (picklable) and ``set_batch_state(state)``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+from nas.space import Architecture
+
+
+@dataclass
+class Outcome:
+    """What an objective returns when it has more to say than a number."""
+
+    value: float | None
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # metrics, parameter count, timings...
+
+
+@dataclass
+class ParallelConfig:
+    workers: int = 1  # candidates training at once; 1 trains them one after another in this process
+    backend: str = "process"  # process: a local process pool; ray: Ray tasks on this machine or a cluster (pip install 'nas[ray]')
+    ray_address: Optional[str] = None  # ray: None starts Ray on this machine, listening on 127.0.0.1 only; "auto" or "ray://host:10001" joins a cluster
+
+    def validate(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"parallel.workers must be >= 1, got {self.workers}")
+        if self.backend not in ("process", "ray"):
+            raise ValueError(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
+
+
+class Evaluator(Protocol):
+    def map(self, objective: Callable, architectures: Sequence[Architecture], started: Callable[[int], None] | None = None,
+            state: Any = None) -> Iterator[tuple[Any, float]]:
+        """(outcome, seconds) of each architecture, in order; ``started(i)`` when the i-th is handed to a
+        worker; ``state``: the objective's batch state, set in the worker before each candidate."""
+
+    def close(self) -> None: ...
+
+
+def evaluate_safely(objective: Callable, architecture: Architecture):
+    """The objective's Outcome; an exception or a non-finite value becomes a failed Outcome."""
+    try:
+        out = objective(architecture)
+    except Exception as exc:  # a failing candidate must not end the search
+        return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc(limit=5)})
+    out = out if isinstance(out, Outcome) else Outcome(float(out))
+    if out.status == "ok" and (out.value is None or not math.isfinite(out.value)):
+        return Outcome(None, "failed", f"objective returned {out.value}", out.info)
+    return out
+
+
+def _timed(objective: Callable, architecture: Architecture, state: Any = None) -> tuple[Any, float]:
+    if state is not None:
+        objective.set_batch_state(state)
+    start = time.perf_counter()
+    outcome = evaluate_safely(objective, architecture)
+    return outcome, time.perf_counter() - start
+
+
+def batch_state(objective: Callable) -> Any:
+    return objective.batch_state() if hasattr(objective, "batch_state") else None
+
+
+class InlineEvaluator:
+    """One candidate after another, in this process (``parallel.workers=1``)."""
+
+    def map(self, objective, architectures, started=None, state=None):
+        for i, architecture in enumerate(architectures):
+            if started:
+                started(i)
+            yield _timed(objective, architecture, state)
+
+    def close(self) -> None:
+        pass
+
+
+def worker_threads(workers: int, threads: int | None) -> int:
+    """Torch threads per worker: as configured, else the cores shared out so workers do not fight."""
+    return threads or max(1, (os.cpu_count() or 1) // workers)
+
+
+# The objective of this worker process, set once by the pool's initializer.
+_WORKER_OBJECTIVE: Callable | None = None
+
+
+def _init_worker(objective: Callable, threads: int) -> None:
+    global _WORKER_OBJECTIVE
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER_OBJECTIVE = objective
+
+
+def _evaluate_in_worker(architecture: Architecture, state: Any) -> tuple[Any, float]:
+    return _timed(_WORKER_OBJECTIVE, architecture, state)
+
+
+class ProcessPoolEvaluator:
+    """A local pool of ``workers`` processes, each holding its own copy of the objective (sent once)."""
+
+    def __init__(self, objective: Callable, workers: int, threads: int):
+        self.objective = objective
+        self.workers = workers
+        self.threads = threads
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a fresh interpreter, no inherited threads or locks (fork with torch and MLflow's threads can deadlock).
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.objective, self.threads))
+        return self._pool
+
+    def map(self, objective, architectures, started=None, state=None):
+        pool = self._start()
+        futures = []
+        for i, architecture in enumerate(architectures):
+            futures.append(pool.submit(_evaluate_in_worker, architecture, state))
+            if started:
+                started(i)
+        for future in futures:
+            try:
+                yield future.result()
+            except BrokenProcessPool as exc:
+                # A worker died (killed, out of memory): the candidates it held fail, the pool restarts.
+                self._pool = None
+                yield Outcome(None, "failed", f"WorkerDied: a worker process ended abruptly ({exc})"), 0.0
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _evaluate_in_ray(objective: Callable, architecture: Architecture, state: Any, threads: int) -> tuple[Any, float]:
+    import torch
+
+    torch.set_num_threads(threads)
+    return _timed(objective, architecture, state)
+
+
+class RayEvaluator:
+    """Ray tasks: on this machine (Ray started here, on 127.0.0.1 only) or on a running cluster (``address``)."""
+
+    def __init__(self, objective: Callable, workers: int, threads: int, address: str | None = None):
+        if not address:
+            # Ray on Linux listens on every interface; its single-machine mode (read when ray is imported)
+            # keeps every port on 127.0.0.1.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            import ray
+        except ImportError as exc:
+            raise ImportError("parallel.backend=ray needs Ray: pip install 'nas[ray]' (or pip install ray)") from exc
+        self.ray = ray
+        self.threads = threads
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers * threads, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)
+        self._objective = ray.put(objective)  # shipped to the object store once, not with every candidate
+        self._task = ray.remote(num_cpus=threads, max_retries=0)(_evaluate_in_ray)
+
+    def map(self, objective, architectures, started=None, state=None):
+        refs = []
+        for i, architecture in enumerate(architectures):
+            refs.append(self._task.remote(self._objective, architecture, state, self.threads))
+            if started:
+                started(i)
+        for ref in refs:
+            try:
+                yield self.ray.get(ref)
+            except self.ray.exceptions.RayError as exc:  # the worker died; its candidate fails, the search goes on
+                yield Outcome(None, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"), 0.0
+
+    def close(self) -> None:
+        if self._started_here and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def make_evaluator(config: ParallelConfig, objective: Callable, threads: int | None) -> Evaluator:
+    """The evaluator ``parallel`` asks for (``threads``: trainer.threads, None = cores shared out)."""
+    config.validate()
+    if config.backend == "ray":
+        return RayEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.ray_address)
+    if config.workers == 1:
+        return InlineEvaluator()
+    return ProcessPoolEvaluator(objective, config.workers, worker_threads(config.workers, threads))

@@ -1,0 +1,336 @@
+"""``nas-final``: a finished search's best architecture as a model.
+
+Reads the search (its output directory or its MLflow parent run: the composed config and
+candidates.jsonl), takes the successful candidate with the highest reward, trains that architecture
+with a budget of its own (``trainer``, default conf/trainer/final.yaml) on the whole training split,
+scores it on the validation and the test split with the task's own metric code, saves model and
+preprocessor with ``save_pretrained`` (``AutoModelFor<Task>.from_pretrained(dir)`` loads it), logs a
+run with the model to the search's MLflow experiment and registers it. Bad input fails before
+anything trains, naming the path or run id.
+
+    nas-final search=outputs/runs/<date>/<time>
+    nas-final search=<run id> tracking.uri=sqlite:///outputs/mlflow.db trainer.max_steps=2000 register_as=my-model
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before huggingface_hub and mlflow are imported (nas.config imports transformers): nothing here may reach the
+# internet. MLflow 3 sends usage telemetry (config.mlflow-telemetry.io) unless told not to; models and tokenizers
+# are built locally, so the Hub is never needed.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from nas.config import CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, register_configs, to_typed  # noqa: E402
+
+register_configs()
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = ".hydra/config.yaml"
+CANDIDATES_FILE = "candidates.jsonl"
+METRICS_FILE = "metrics.json"
+_RUN_ID = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
+
+
+class FinalError(ValueError):
+    """Bad input to nas-final (the search, its candidates, its test split): raised before anything trains."""
+
+
+@dataclass
+class Search:
+    """A finished search as nas-final reads it."""
+
+    config: Config
+    raw: DictConfig  # the composed config as the search saved it (interpolations unresolved)
+    records: list[dict[str, Any]]  # candidates.jsonl
+    where: str  # how messages name it: its directory, or its MLflow run
+    tracking_uri: str  # the MLflow store the final run goes to
+    run_id: str | None = None  # the search's parent run, when the store has it
+    experiment_id: str | None = None
+
+
+@dataclass
+class FinalResult:
+    output_dir: Path
+    architecture: dict[str, Any]
+    metrics: dict[str, float]  # val_* and test_*, as logged
+    num_parameters: int
+    mlflow: dict[str, Any] = field(default_factory=dict)  # run_id, model_uri, registered_name, registered_version, ...
+
+
+# ---------------------------------------------------------------------------------------------- reading the search
+
+
+def load_search(search: str, tracking_uri: str | None = None) -> Search:
+    """The search ``search`` names: an output directory or an MLflow parent run id (``runs:/<id>`` too)."""
+    text = str(search).strip()
+    path = Path(text)
+    if path.is_dir():
+        return _search_from_directory(path, tracking_uri)
+    match = _RUN_ID.match(text)
+    if match:
+        return _search_from_run(match.group(1), tracking_uri or TrackingConfig.uri)
+    if path.exists():
+        raise FinalError(f"search: '{text}' is a file; give a search's output directory or its MLflow parent run id")
+    raise FinalError(f"search: directory '{text}' does not exist (nor is it an MLflow run id)")
+
+
+def _typed(raw: DictConfig, where: str) -> Config:
+    try:
+        return to_typed(raw)
+    except Exception as exc:
+        raise FinalError(f"search: cannot read the search's config {where}: {exc}") from exc
+
+
+def _records(text: str, where: str) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise FinalError(f"search: {where} line {number} is not JSON: {exc}") from exc
+    return records
+
+
+def _search_from_directory(path: Path, tracking_uri: str | None) -> Search:
+    from nas import registry
+
+    config_file, candidates = path / CONFIG_FILE, path / CANDIDATES_FILE
+    if not config_file.is_file():
+        raise FinalError(f"search: '{path}' has no {CONFIG_FILE}; is it the output directory of a nas search?")
+    if not candidates.is_file():
+        raise FinalError(f"search: '{path}' has no {CANDIDATES_FILE}; is it the output directory of a nas search?")
+    raw = OmegaConf.load(config_file)
+    config = _typed(raw, f"'{config_file}'")
+    search = Search(config, raw, _records(candidates.read_text(), f"'{candidates}'"), f"'{path}'", tracking_uri or config.tracking.uri)
+    # The parent run: the one every candidate's run is nested in.
+    run_ids = [r["mlflow_run_id"] for r in search.records if r.get("mlflow_run_id")]
+    if run_ids:
+        try:
+            run = registry.get_run(search.tracking_uri, run_ids[0])
+            search.run_id, search.experiment_id = registry.parent_run_id(run), run.info.experiment_id
+        except registry.RunNotFound:
+            pass
+    return search
+
+
+def _search_from_run(run_id: str, tracking_uri: str) -> Search:
+    from nas import registry
+    from nas.tracking import download_run_artifact, resolve_uri
+
+    where = f"MLflow run '{run_id}' in {resolve_uri(tracking_uri)}"
+    try:
+        run = registry.get_run(tracking_uri, run_id)
+    except registry.RunNotFound as exc:
+        raise FinalError(f"search: {exc}; give tracking.uri=... where the search logged it") from None
+    parent = registry.parent_run_id(run)
+    if parent:
+        raise FinalError(f"search: {where} is a candidate of the search run '{parent}'; give that run id")
+    local = Path(tempfile.mkdtemp(prefix="nas-final-"))
+    files = {}
+    for artifact in (CONFIG_FILE, CANDIDATES_FILE):
+        try:
+            files[artifact] = download_run_artifact(tracking_uri, run_id, artifact, local)
+        except Exception as exc:
+            raise FinalError(f"search: {where} has no artifact {artifact}; is it the parent run of a nas search "
+                             f"started by the nas command? ({type(exc).__name__})") from exc
+    raw = OmegaConf.load(files[CONFIG_FILE])
+    config = _typed(raw, where)
+    return Search(config, raw, _records(files[CANDIDATES_FILE].read_text(), f"{where} ({CANDIDATES_FILE})"), where,
+                  tracking_uri, run_id, run.info.experiment_id)
+
+
+def best_candidate(search: Search) -> dict[str, Any]:
+    """The successful candidate with the highest reward (the earliest of equals)."""
+    ok = [r for r in search.records
+          if r.get("status") == "ok" and isinstance(r.get("reward"), (int, float)) and math.isfinite(r["reward"])]
+    if not ok:
+        raise FinalError(f"search: no successful candidate in {search.where} "
+                         f"({len(search.records)} candidates, none with status 'ok' and a finite reward)")
+    return max(ok, key=lambda r: r["reward"])
+
+
+def _shipped_test_file(raw: DictConfig) -> str | None:
+    """The test split of the shipped task the search used (searches from before task.test_file existed)."""
+    name = str(OmegaConf.select(raw, "task.name"))
+    shipped = CONF_DIR / "task" / f"{name}.yaml"
+    if not shipped.is_file():
+        return None
+    conf = OmegaConf.load(shipped)
+    shipped_train = OmegaConf.to_container(conf, resolve=False).get("train_file")
+    return conf.get("test_file") if shipped_train == OmegaConf.to_container(raw.task, resolve=False).get("train_file") else None
+
+
+def final_task_config(search: Search, final: FinalTaskConfig) -> TaskConfig:
+    """The search's task with the final sizes and a test split; FinalError when there is none."""
+    task = search.config.task
+    test_file = final.test_file or task.test_file
+    if test_file is None:
+        test_file = _shipped_test_file(search.raw)
+        if test_file is not None:
+            log.info("task.test_file: the search's config has none; the shipped task's: %s", test_file)
+    config = dataclasses.replace(task, train_size=final.train_size, val_size=final.val_size, test_file=test_file,
+                                 test_size=final.test_size)
+    if config.test_file is None and not config.test_files:
+        raise FinalError(f"task.test_file: the search's task '{task.name.value}' ({search.where}) has no test split; "
+                         f"give one with task.test_file=PATH")
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- the final model
+
+
+def _model_card(name: str, search: Search, best: dict[str, Any], auto_class: str, family: str, steps: int,
+                metrics: dict[str, float], num_parameters: int) -> str:
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    return (f"---\nlibrary_name: transformers\ntags:\n- nas\n---\n# {name}\n\n"
+            f"A `{family}` model (`{auto_class}`, {num_parameters:,} parameters) whose architecture a `nas` "
+            f"{search.config.strategy.value} search found (search {search.where}, run {search.run_id}; candidate {best.get('index')}, "
+            f"search reward {best['reward']:.4f}), trained by `nas-final` for {steps} steps.\n\n"
+            f"| metric | value |\n|---|---|\n{rows}\n\n"
+            f"Architecture:\n\n```json\n{json.dumps(best['architecture'], indent=2, sort_keys=True)}\n```\n")
+
+
+def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
+    """Train, score, save and register the best architecture of ``config.search``; outputs in ``output_dir``."""
+    import torch
+
+    from nas import registry
+    from nas.models import AUTO_MODELS, build_config, build_model, build_pretraining_model, parameter_count, pretraining_objective
+    from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
+    from nas.runner import candidate_seed
+    from nas.tasks import make_task
+    from nas.tracking import flatten, resolve_uri
+    from nas.train import evaluate, fit, resolve_device, train_and_evaluate
+
+    # Everything that can fail on bad input, before anything trains.
+    search = load_search(config.search, config.tracking.uri)
+    best = best_candidate(search)
+    architecture = best["architecture"]
+    search_config = search.config
+    task_config = final_task_config(search, config.task)
+    task_name = task_config.name.value
+    family = search_config.search_space.family
+    seed = search_config.seed if config.seed is None else config.seed
+    trainer = config.trainer
+    resolve_device(trainer.device)
+    register_as = config.register_as or f"nas-{task_name.replace('_', '-')}"
+    if search.run_id is None:
+        log.warning("the search's MLflow run (%s) is not in %s: the final run goes to experiment '%s' without a search_run_id tag",
+                    search.where, resolve_uri(search.tracking_uri), search_config.tracking.experiment_name)
+        search.experiment_id = registry.experiment_id(search.tracking_uri, search_config.tracking.experiment_name)
+    if search_config.trainer.pretrain.steps > 0 and trainer.pretrain.steps == 0:
+        log.warning("the search pre-trained every candidate (trainer.pretrain.steps=%d); this final training does not "
+                    "(give trainer=pretrain_finetune or trainer.pretrain.steps=...)", search_config.trainer.pretrain.steps)
+    pretrain = trainer.pretrain
+    corpus_texts = read_corpus(pretrain, task_name) if pretrain.steps > 0 else []
+    task = make_task(task_config, tokenizer_texts=corpus_texts, with_test=True)
+    corpus = None
+    if corpus_texts:
+        corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
+        corpus.check(pretraining_objective(family))
+    hf_config = build_config(family, architecture, {**task.config_fields(), **search_config.search_space.fixed})
+    num_parameters = parameter_count(hf_config, task_name)
+    log.info("best candidate %s of %s (reward %.4f): %s, %s parameters", best.get("index"), search.where, best["reward"], architecture,
+             f"{num_parameters:,}")
+
+    # Train: the searched candidate's initialisation and data order, the final budget, the whole training split.
+    torch.manual_seed(candidate_seed(seed, architecture))
+    pretrain_seconds = 0.0
+    if corpus is not None:
+        objective, pretrained = build_pretraining_model(hf_config)
+        pretrained.to(resolve_device(trainer.device))
+        _, pretrain_seconds = fit(pretrained, corpus.batches(objective, seed=seed), pretrain.steps, pretrain.learning_rate, trainer)
+        model = build_model(hf_config, task_name)
+        transfer_body(pretrained, model)
+        del pretrained
+    else:
+        model = build_model(hf_config, task_name)
+    log.info("training %d steps (batch %d) on %s training examples", trainer.max_steps, trainer.batch_size,
+             "all" if task_config.train_size is None else f"the first {task_config.train_size}")
+    trained = train_and_evaluate(model, task, trainer, data_seed=seed)
+    start = time.perf_counter()
+    test = evaluate(model, task, trainer.eval_batch_size, split="test")
+    test_seconds = time.perf_counter() - start
+    metrics = {**{f"val_{k}": v for k, v in trained.metrics.items()}, **{f"test_{k}": v for k, v in test.items()}}
+    log.info("validation %s; test %s", trained.metrics, test)
+
+    # Save: AutoModelFor<Task>.from_pretrained(output_dir) and AutoTokenizer / AutoImageProcessor / AutoFeatureExtractor load it.
+    model.to("cpu").eval()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    task.preprocessor.save_pretrained(output_dir)
+    # Config and preprocessor files (not the weights): shipped beside a model MLflow logs with the pytorch flavour.
+    small_files = sorted(p for p in output_dir.iterdir()
+                         if p.is_file() and p.suffix in (".json", ".txt", ".model") and p.name != METRICS_FILE)
+    summary: dict[str, Any] = {
+        "task": task_name, "family": family, "auto_class": AUTO_MODELS[task_name].__name__, "architecture": architecture,
+        "num_parameters": num_parameters, "metrics": metrics, "validation": trained.metrics, "test": test,
+        "train_seconds": trained.train_seconds, "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds,
+        "pretrain_seconds": pretrain_seconds, "steps": trained.steps, "seed": seed,
+        "search": {"where": search.where, "run_id": search.run_id, "candidate": best.get("index"), "reward": best["reward"],
+                   "metrics": best.get("metrics"), "mlflow_run_id": best.get("mlflow_run_id")},
+        "trainer": OmegaConf.to_container(OmegaConf.structured(trainer)),
+        "task_config": OmegaConf.to_container(OmegaConf.structured(task_config), enum_to_str=True),
+    }
+    metrics_path = output_dir / METRICS_FILE
+    metrics_path.write_text(json.dumps(summary, indent=2) + "\n")  # before MLflow: a store that fails loses nothing
+
+    # MLflow: a run in the search's experiment, the model logged in it and registered.
+    tags = {"search_run_id": search.run_id or "", "search": search.where, "task": task_name, "family": family,
+            "output_dir": str(output_dir), "stage": "final"}
+    params = {**architecture, "family": family, "seed": seed, "search_candidate": best.get("index"),
+              **flatten({"trainer": summary["trainer"], "task": summary["task_config"]})}
+    scalars = {**metrics, "num_parameters": num_parameters, "train_seconds": trained.train_seconds,
+               "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds, "search_reward": best["reward"]}
+    card = _model_card(register_as, search, best, summary["auto_class"], family, trained.steps, metrics, num_parameters)
+    run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "")
+    logged = registry.log_final_model(resolve_uri(search.tracking_uri), search.experiment_id, run_name, tags, params, scalars,
+                                      trained.losses, model, task.preprocessor, task_name, small_files, register_as, card)
+    summary["mlflow"] = {"tracking_uri": resolve_uri(search.tracking_uri), **dataclasses.asdict(logged)}
+    metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
+
+    log.info("final model: %s (%s.from_pretrained)", output_dir, summary["auto_class"])
+    log.info("metrics: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    log.info("MLflow: run %s (experiment %s, %s, %s flavour); registered model '%s' version %s", logged.run_id, logged.experiment_id,
+             summary["mlflow"]["tracking_uri"], logged.flavour, logged.registered_name, logged.registered_version)
+    return FinalResult(output_dir, architecture, metrics, num_parameters, summary["mlflow"])
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="final")
+def main(cfg: DictConfig) -> None:
+    from nas.cli import quiet_libraries
+    from nas.tasks.data import DataError
+
+    quiet_libraries()
+    config: FinalConfig = to_typed(cfg, FinalConfig)
+    try:
+        run_final(config, Path(HydraConfig.get().runtime.output_dir))
+    except (FinalError, DataError) as exc:  # bad input, found before anything trained: one line, no traceback
+        print(f"nas-final: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
