@@ -68,17 +68,18 @@ def test_language_modeling_from_a_text_file(tmp_path):
 
 
 def test_tokenizer_ids_are_the_same_in_every_process():
-    # Trainers break ties in hash order, which differs between processes (not between runs in one).
+    # The WordPiece trainer numbers "##" pieces in hash-map order and breaks merge ties by those numbers
+    # (huggingface/tokenizers#1794): unfixed, 3 processes in 4 train another vocabulary from these 64 texts.
     code = (
         "import hashlib, sys, pandas as pd; from nas.tasks.tokenizer import train_tokenizer; "
-        "texts = pd.read_csv(sys.argv[1]).text.head(4000).tolist(); "
-        "print([hashlib.sha1(str(sorted(train_tokenizer(k, texts, 2000).get_vocab().items())).encode()).hexdigest() "
+        "texts = pd.read_csv(sys.argv[1]).text.head(64).tolist(); "
+        "print([hashlib.sha1(str(sorted(train_tokenizer(k, texts, 300).get_vocab().items())).encode()).hexdigest() "
         "for k in ('wordpiece', 'byte_bpe')])"
     )
     digests = {
         subprocess.run([sys.executable, "-c", code, str(DATA_DIR / "rotten_tomatoes" / "train.csv.gz")],
                        capture_output=True, text=True, check=True).stdout.strip()
-        for _ in range(2)
+        for _ in range(3)
     }
     assert len(digests) == 1, digests
 
@@ -103,3 +104,4 @@ def test_images_from_npz_and_their_checks(tmp_path):
     np.savez(tmp_path / "empty.npz", image=np.zeros((0, 28, 28), np.uint8), label=np.zeros(0))
     with pytest.raises(DataError, match="task.validation_file: '.*empty.npz' has no images"):
         image_task(DATA_DIR / "fashion_mnist" / "train.npz", tmp_path / "empty.npz")
+

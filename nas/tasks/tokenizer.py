@@ -12,18 +12,18 @@ TOKENIZERS = ("wordpiece", "byte_bpe")
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     if kind == "wordpiece":  # BERT-style: lower-cased WordPiece with [CLS]/[SEP] around each text
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
-        # The trainer breaks frequency ties in hash order, which changes between processes: the token
-        # set is stable but the ids are not. Re-number canonically (specials, then sorted) so that the
-        # same seed gives the same embeddings, hence the same metrics, in every process.
-        learned = sorted(t for t in tok.get_vocab() if t not in special)
-        tok.model = models.WordPiece({t: i for i, t in enumerate([*special, *learned])}, unk_token="[UNK]")
-        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok = _wordpiece(normalizer, models.WordPiece(unk_token="[UNK]"), [])
+        # The trainer numbers continuation pieces ("##e") in hash-map order, which changes from one process
+        # to the next, and breaks merge ties by those numbers: the vocabulary itself then differs between
+        # runs (huggingface/tokenizers#1794). Registering every "##<char>" up front numbers them in a fixed
+        # order, so the same texts always give the same vocabulary.
+        chars = sorted({c for text in texts for c in normalizer.normalize_str(text) if not c.isspace()})
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*special, *(f"##{c}" for c in chars)]))
+        learned = sorted(t for t in tok.get_vocab() if t not in special)  # canonical ids: specials, then sorted
+        vocab = {t: i for i, t in enumerate([*special, *learned])}
+        tok = _wordpiece(normalizer, models.WordPiece(vocab, unk_token="[UNK]"), special)  # the "##<char>" are plain pieces again
+        tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
         return PreTrainedTokenizerFast(
             tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"
         )
@@ -36,3 +36,12 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedT
         tok.train_from_iterator(texts, trainer)
         return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|pad|>")
     raise ValueError(f"task.tokenizer '{kind}' is unknown; choose one of {list(TOKENIZERS)}")
+
+
+def _wordpiece(normalizer, model, special: list[str]) -> Tokenizer:
+    tok = Tokenizer(model)
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.add_special_tokens(special)
+    return tok
