@@ -165,6 +165,9 @@ def read_search_state(output_dir: Path) -> dict[str, Any]:
         raise ResumeError(f"resume: {path} is not valid JSON ({exc})") from exc
     if not isinstance(state, dict) or state.get("format") != SEARCH_STATE_FORMAT:
         raise ResumeError(f"resume: {path} is not a nas search state (no '{SEARCH_STATE_FORMAT}' format tag)")
+    missing = [k for k in ("parent_run_id", "tracking_uri") if not isinstance(state.get(k), str)]
+    if missing:
+        raise ResumeError(f"resume: {path} lacks {', '.join(missing)}")
     return state
 
 
@@ -204,7 +207,9 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     checkpoint_path = output_dir / CHECKPOINT_FILE
     candidates_path = output_dir / "candidates.jsonl"
 
-    tracker = Tracker(config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location)
+    # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
+    uri = search_state["tracking_uri"] if resuming else config.tracking.uri
+    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location)
     if resuming:
         tracker.resume_search(search_state["parent_run_id"])
         by_run = {r.get("mlflow_run_id"): e for r, e in zip(records, replay, strict=True)}
