@@ -140,7 +140,7 @@ def run_loop(
         todo = fresh[n_replayed:]
         first = len(result.history)
         started = (lambda i: on_start(first + i, todo[i][0])) if on_start else None
-        outcomes = evaluator.map(objective, [p.architecture for p, _ in todo], started, state)
+        outcomes = evaluator.map(objective, [p.architecture for p, _ in todo], started, state) if todo else []
         for (proposal, key), (outcome, seconds) in zip(todo, outcomes, strict=True):
             evaluation = Evaluation(
                 index=len(result.history), architecture=dict(proposal.architecture), key=key,
