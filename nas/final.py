@@ -39,6 +39,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from nas.config import CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, register_configs, to_typed  # noqa: E402
+from nas.objectives import load_records  # noqa: E402
 
 register_configs()
 log = logging.getLogger(__name__)
@@ -99,15 +100,11 @@ def _typed(raw: DictConfig, where: str) -> Config:
         raise FinalError(f"search: cannot read the search's config {where}: {exc}") from exc
 
 
-def _records(text: str, where: str) -> list[dict[str, Any]]:
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise FinalError(f"search: {where} line {number} is not JSON: {exc}") from exc
-    return records
+def _records(path: Path, where: str) -> list[dict[str, Any]]:
+    try:
+        return load_records(path)
+    except ValueError as exc:
+        raise FinalError(f"search: {where}: {exc}") from exc
 
 
 def _search_from_directory(path: Path, tracking_uri: str | None) -> Search:
@@ -120,7 +117,7 @@ def _search_from_directory(path: Path, tracking_uri: str | None) -> Search:
         raise FinalError(f"search: '{path}' has no {CANDIDATES_FILE}; is it the output directory of a nas search?")
     raw = OmegaConf.load(config_file)
     config = _typed(raw, f"'{config_file}'")
-    search = Search(config, raw, _records(candidates.read_text(), f"'{candidates}'"), f"'{path}'", tracking_uri or config.tracking.uri)
+    search = Search(config, raw, _records(candidates, f"'{path}'"), f"'{path}'", tracking_uri or config.tracking.uri)
     # The parent run: the one every candidate's run is nested in.
     run_ids = [r["mlflow_run_id"] for r in search.records if r.get("mlflow_run_id")]
     if run_ids:
@@ -154,7 +151,7 @@ def _search_from_run(run_id: str, tracking_uri: str) -> Search:
                              f"started by the nas command? ({type(exc).__name__})") from exc
     raw = OmegaConf.load(files[CONFIG_FILE])
     config = _typed(raw, where)
-    return Search(config, raw, _records(files[CANDIDATES_FILE].read_text(), f"{where} ({CANDIDATES_FILE})"), where,
+    return Search(config, raw, _records(files[CANDIDATES_FILE], where), where,
                   tracking_uri, run_id, run.info.experiment_id)
 
 

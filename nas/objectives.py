@@ -267,6 +267,18 @@ def _mantissa(x: float) -> int:
     return round(x / 10 ** math.floor(math.log10(x))) if x > 0 else 0
 
 
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a search's candidates.jsonl, e.g. to redraw its front afterwards."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def load_records(path: str | Path, drop_torn_last: bool = False) -> list[dict[str, Any]]:
+    """The rows of a search's candidates.jsonl, e.g. to redraw its front afterwards.
+
+    ``drop_torn_last``: a last line that is not JSON (cut by a kill mid-write) is left out rather than an error.
+    """
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if drop_torn_last and number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not a JSON record ({exc})") from exc
+    return records

@@ -26,6 +26,7 @@ from nas.candidate import CandidateObjective, candidate_seed, seed_everything  #
 from nas.config import Config
 from nas.evaluators import make_evaluator
 from nas.models import make_space, pretraining_objective
+from nas.objectives import load_records
 from nas.plots import write_search_plots
 from nas.pretrain import PretrainingCorpus, read_corpus
 from nas.search import Evaluation, SearchResult, run_loop
@@ -81,18 +82,14 @@ def read_candidates(path: Path) -> list[dict[str, Any]]:
     """candidates.jsonl's records; a line torn by a kill mid-write is cut off the file."""
     if not path.is_file():
         return []
+    try:
+        records = load_records(path, drop_torn_last=True)
+    except ValueError as exc:
+        raise ResumeError(str(exc)) from exc
     text = path.read_text()
-    lines = text.splitlines(keepends=True)
-    records = []
-    for number, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # the last one, half written: it was never recorded
-                with path.open("r+") as f:
-                    f.truncate(len(text) - len(line))
-                break
-            raise ResumeError(f"{path}: line {number} is not a JSON record ({exc})") from exc
+    if text and not text.endswith("\n"):  # the torn line: it was never recorded
+        with path.open("r+") as f:
+            f.truncate(text.rfind("\n") + 1)
     return records
 
 
