@@ -11,7 +11,7 @@ A. Breakdown. ``nas.runner.run_search`` runs for real (default config, an sqlite
    ``parameter_count``, ``build_model``), training (``fit``'s own ``data_seconds``: fetching batches;
    forward passes timed by hooks on the model; gradient clipping, the LR schedule and the loss check
    timed where fit calls them; the rest is backward + AdamW step), evaluation (forward passes timed by hooks; the rest
-   is batch slicing and metrics), MLflow (``Tracker.log_candidate`` plus the ``best_reward`` metric),
+   is batch slicing and metrics), MLflow (``Tracker.start_candidate``/``finish_candidate`` plus the ``best_reward`` metric),
    the rest of the runner's per-candidate bookkeeping (config JSON, ``candidates.jsonl``), and the
    search loop. Wall per candidate = CandidateObjective call + the runner's per-candidate callback +
    loop + controller.
@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import nas.candidate as candidate  # noqa: E402
 import nas.runner as runner  # noqa: E402
 from nas.config import CONF_DIR, Config, register_configs, to_typed  # noqa: E402
 from nas.models import build_config, build_model  # noqa: E402
@@ -73,7 +74,7 @@ from nas.train import fit, resolve_device  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-MLFLOW_CALLS = ("create_run", "log_batch", "log_text", "set_terminated")  # what Tracker.log_candidate/log_metrics call
+MLFLOW_CALLS = ("create_run", "log_batch", "log_text", "set_terminated")  # what Tracker.start_candidate/finish_candidate/log_metrics call
 
 FRAMEWORK_TARGET = 0.05  # share of a candidate's wall time
 MLFLOW_TARGET_MS = 50.0  # per candidate, median
@@ -186,8 +187,26 @@ class Probe:
 
     def run_loop(self, fn):
         def wrapper(space, strategy, objective, budget, on_evaluation=None, on_iteration=None, **kwargs):
+            started: dict[str, float] = {}  # what on_start (the child run's creation) spent, before the objective
+            on_start = kwargs.get("on_start")
+
+            def timed_start(index, proposal) -> None:
+                saved, self.rec = self.rec, defaultdict(float)
+                self.in_callback, start = True, now()
+                try:
+                    on_start(index, proposal)
+                finally:
+                    self.in_callback = False
+                    self.rec["start_callback"] = now() - start
+                    started.clear()
+                    started.update(self.rec)
+                    self.rec = saved
+
+            if on_start is not None:
+                kwargs["on_start"] = timed_start
+
             def timed_objective(architecture):
-                self.rec = defaultdict(float)
+                self.rec = defaultdict(float, started)
                 self.in_objective, start = True, now()
                 try:
                     return objective(architecture)
@@ -200,7 +219,7 @@ class Probe:
                 try:
                     on_evaluation(evaluation)
                 finally:
-                    self.rec["callback"] = now() - start
+                    self.rec["callback"] = now() - start + self.rec.get("start_callback", 0.0)
                     self.in_callback = False
                     self.rec["status_ok"] = float(evaluation.ok)
                     self.records.append(dict(self.rec))
@@ -222,7 +241,7 @@ def warm_store(uri: str, experiment: str) -> dict[str, float]:
     e = Evaluation(index=0, architecture={"x": 1}, key="warmup", value=0.5, status="ok", iteration=0, episode=0, step=0,
                    seconds=1.0, info={"metrics": {"accuracy": 0.5}, "num_parameters": 1, "losses": [(10, 1.0), (20, 0.9)]})
     start = now()
-    tracker.log_candidate(e, '{"model_type": "bert"}')
+    tracker.finish_candidate(tracker.start_candidate(e.index, e.key, e.architecture, 0, 0, 0), e, '{"model_type": "bert"}')
     if hasattr(tracker, "flush"):  # candidate logging in a background writer: wait for it
         tracker.flush()
     first_log = now() - start
@@ -235,12 +254,14 @@ def breakdown(config: Config, task, architectures: list[dict[str, Any]], workdir
     patches = {
         (runner, "make_task"): lambda *a, **k: task,  # built once by main(), timed there
         (runner, "make_strategy"): lambda *a, **k: FixedStrategy(architectures),
-        (runner, "build_config"): probe.timed(runner.build_config, "model_build", "in_objective"),
-        (runner, "parameter_count"): probe.timed(runner.parameter_count, "model_build", "in_objective"),
-        (runner, "build_model"): probe.build_model(runner.build_model),
-        (runner, "train_and_evaluate"): probe.train_and_evaluate(runner.train_and_evaluate),
+        # CandidateObjective (nas/candidate.py) builds, trains and scores each candidate
+        (candidate, "build_config"): probe.timed(candidate.build_config, "model_build", "in_objective"),
+        (candidate, "parameter_count"): probe.timed(candidate.parameter_count, "model_build", "in_objective"),
+        (candidate, "build_model"): probe.build_model(candidate.build_model),
+        (candidate, "train_and_evaluate"): probe.train_and_evaluate(candidate.train_and_evaluate),
         (runner, "run_loop"): probe.run_loop(runner.run_loop),
-        (Tracker, "log_candidate"): probe.timed(Tracker.log_candidate, "mlflow", "in_callback"),
+        (Tracker, "start_candidate"): probe.timed(Tracker.start_candidate, "mlflow", "in_callback"),
+        (Tracker, "finish_candidate"): probe.timed(Tracker.finish_candidate, "mlflow", "in_callback"),
         (Tracker, "log_metrics"): probe.timed(Tracker.log_metrics, "mlflow", "in_callback"),
         **{(MlflowClient, name): probe.client_call(getattr(MlflowClient, name), name) for name in MLFLOW_CALLS},
         # inside fit's step: what it does besides forward, backward and the AdamW step
@@ -463,7 +484,7 @@ ROWS = [  # (key, label, framework?)
     ("train_checks", "training: loss finiteness check", True),
     ("eval_forward", "evaluation: forward", False),
     ("eval_other", "evaluation: batch slicing, argmax, metrics", True),
-    ("mlflow", "MLflow: log_candidate + best_reward metric (what the search waits for)", True),
+    ("mlflow", "MLflow: start/finish_candidate + best_reward metric (what the search waits for)", True),
     ("runner_callback", "runner bookkeeping (config JSON, candidates.jsonl, progress)", True),
     ("search_loop", "search loop (cache, Evaluation records)", True),
     ("controller", "controller: PPO ask/tell/update", True),

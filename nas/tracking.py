@@ -180,13 +180,6 @@ class Tracker:
         """The candidate's metrics, config and status, written in the background."""
         self._in_background(self._log_candidate_body, run_id, evaluation, hf_config_json)
 
-    def log_candidate(self, evaluation: Evaluation, hf_config_json: str | None) -> str:
-        """Start and finish a candidate's run at once (an evaluation made elsewhere); returns its run id."""
-        e = evaluation
-        run_id = self.start_candidate(e.index, e.key, e.architecture, e.iteration, e.episode, e.step)
-        self.finish_candidate(run_id, e, hf_config_json)
-        return run_id
-
     def _log_candidate_body(self, run_id: str, e: Evaluation, hf_config_json: str | None) -> None:
         ts = _now()
         info = e.info
