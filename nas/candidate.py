@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nas.config import Config
+from nas.evaluators import describe_failure
 from nas.models import build_config, build_model, build_pretraining_model, parameter_count
 from nas.objectives import measure_latency
 from nas.pretrain import PretrainingCorpus, transfer_body
@@ -88,7 +89,7 @@ class CandidateObjective:
             trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
                                          checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None)
         except Exception as exc:  # recorded as a failed candidate; the search goes on
-            return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", info)
+            return Outcome(None, "failed", describe_failure(exc), info)
         metric_reward = self.task.reward(trained.metrics)
         info.update(metrics=trained.metrics, losses=trained.losses, train_seconds=trained.train_seconds, eval_seconds=trained.eval_seconds,
                     steps=trained.steps, checkpoints=trained.checkpoints, metric_reward=metric_reward)

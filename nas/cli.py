@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nas.config import CONF_DIR, Config, register_configs, saved_config, to_typed
+from nas.errors import reporting, run_command
 
 register_configs()
 
@@ -30,19 +31,24 @@ def quiet_libraries() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    quiet_libraries()
-    from nas.runner import run_search  # heavy imports (torch, transformers, mlflow) after composition
+def search_command(cfg: DictConfig) -> float | None:
+    with reporting("nas"):  # inside the job too: Hydra would print its own "Error executing job" otherwise
+        quiet_libraries()
+        from nas.runner import run_search  # heavy imports (torch, transformers, mlflow) after composition
 
-    config: Config = to_typed(cfg)
-    hydra_cfg = HydraConfig.get()
-    if config.resume:  # the interrupted search's own config, its output directory, its MLflow run
-        config = saved_config(config.resume, [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
-        result = run_search(config, Path(config.resume))
-        return result.best_value
-    output_dir = Path(hydra_cfg.runtime.output_dir)
-    result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)
-    return result.best_value  # lets sweepers optimise over searches
+        config: Config = to_typed(cfg)
+        hydra_cfg = HydraConfig.get()
+        if config.resume:  # the interrupted search's own config, its output directory, its MLflow run
+            config = saved_config(config.resume, [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
+            return run_search(config, Path(config.resume)).best_value
+        output_dir = Path(hydra_cfg.runtime.output_dir)
+        result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)
+        return result.best_value  # lets sweepers optimise over searches
+
+
+def main() -> None:
+    """The ``nas`` console script: bad input is one message naming the key, value or file (exit 2), no traceback."""
+    run_command(search_command, "nas")
 
 
 if __name__ == "__main__":

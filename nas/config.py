@@ -7,6 +7,7 @@ library API does not need Hydra.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -83,6 +84,17 @@ class TrackingConfig:
     experiment_name: str = "nas"
     artifact_location: Optional[str] = None  # default: mlartifacts/ beside a sqlite file
     run_name: Optional[str] = None  # parent run name; default: <strategy>-<task>-seed<seed>
+    # How long the store may stay locked (sqlite) or unreachable (a server) before the search stops; calls are retried
+    # with backoff meanwhile, and a stopped search resumes with `nas resume=DIR`.
+    retry_seconds: float = 120.0
+
+    def validate(self) -> None:
+        if not self.uri:
+            raise ValueError("tracking.uri is empty; give an MLflow store (sqlite:///outputs/mlflow.db, http://host:5000)")
+        if not self.experiment_name:
+            raise ValueError("tracking.experiment_name is empty")
+        if not math.isfinite(self.retry_seconds) or self.retry_seconds < 0:
+            raise ValueError(f"tracking.retry_seconds must be a finite number >= 0, got {self.retry_seconds}")
 
 
 @dataclass

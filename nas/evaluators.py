@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +41,21 @@ class ParallelConfig:
     workers: int = 1  # candidates training at once; 1 trains them one after another in this process
     backend: str = "process"  # process: a local process pool; ray: Ray tasks on this machine or a cluster (pip install 'nas[ray]')
     ray_address: Optional[str] = None  # ray: None starts Ray on this machine, listening on 127.0.0.1 only; "auto" or "ray://host:10001" joins a cluster
+    # process: memory (MB) a candidate may take in its worker beyond what the worker holds at start; a candidate that
+    # needs more fails with OutOfMemoryError and the search goes on. Candidates then train in worker processes even with
+    # workers=1, so the search's own process is never limited. None: no limit.
+    memory_limit_mb: Optional[int] = None
 
     def validate(self) -> None:
         if self.workers < 1:
             raise ValueError(f"parallel.workers must be >= 1, got {self.workers}")
         if self.backend not in ("process", "ray"):
             raise ValueError(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
+        if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
+            raise ValueError(f"parallel.memory_limit_mb must be >= 1 (or null), got {self.memory_limit_mb}")
+        if self.memory_limit_mb is not None and self.backend != "process":
+            raise ValueError("parallel.memory_limit_mb limits local worker processes (parallel.backend=process); "
+                             "on Ray, give tasks memory with Ray's own resources")
 
 
 class Evaluator(Protocol):
@@ -54,7 +64,26 @@ class Evaluator(Protocol):
         """(outcome, seconds) of each architecture, in order; ``started(i)`` when the i-th is handed to a
         worker; ``state``: the objective's batch state, set in the worker before each candidate."""
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None:
+        """Release the workers; ``abort``: stop candidates still training (the search was interrupted)."""
+
+
+OUT_OF_MEMORY = "OutOfMemoryError"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """'<error class>: <message>' for a failed candidate. Running out of memory reads the same whatever raised
+    it: Python's MemoryError, torch's CPU allocator (a RuntimeError) or CUDA's torch.OutOfMemoryError."""
+    message = str(exc).strip()
+    if isinstance(exc, MemoryError) or "can't allocate memory" in message or type(exc).__name__ == OUT_OF_MEMORY:
+        return f"{OUT_OF_MEMORY}: {message or 'out of memory'}"
+    return f"{type(exc).__name__}: {message}"
+
+
+def error_type_of(error: str) -> str:
+    """The error class of a failed candidate's error string ('FloatingPointError: loss became nan' -> 'FloatingPointError')."""
+    head = error.split(":", 1)[0]
+    return head if head.isidentifier() else "Error"
 
 
 def evaluate_safely(objective: Callable, architecture: Architecture):
@@ -62,10 +91,10 @@ def evaluate_safely(objective: Callable, architecture: Architecture):
     try:
         out = objective(architecture)
     except Exception as exc:  # a failing candidate must not end the search
-        return Outcome(None, "failed", f"{type(exc).__name__}: {exc}", {"traceback": traceback.format_exc(limit=5)})
+        return Outcome(None, "failed", describe_failure(exc), {"traceback": traceback.format_exc(limit=5)})
     out = out if isinstance(out, Outcome) else Outcome(float(out))
     if out.status == "ok" and (out.value is None or not math.isfinite(out.value)):
-        return Outcome(None, "failed", f"objective returned {out.value}", out.info)
+        return Outcome(None, "failed", f"NonFiniteValue: objective returned {out.value}", out.info)
     return out
 
 
@@ -90,7 +119,7 @@ class InlineEvaluator:
                 started(i)
             yield _timed(objective, architecture, state)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -103,12 +132,27 @@ def worker_threads(workers: int, threads: int | None) -> int:
 _WORKER_OBJECTIVE: Callable | None = None
 
 
-def _init_worker(objective: Callable, threads: int) -> None:
+def _init_worker(objective: Callable, threads: int, memory_limit_mb: int | None = None) -> None:
     global _WORKER_OBJECTIVE
     import torch
 
+    # Ctrl-C in a terminal reaches the whole process group: the search decides what happens to its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER_OBJECTIVE = objective
+    if memory_limit_mb is not None:
+        _limit_memory(memory_limit_mb)
+
+
+def _limit_memory(megabytes: int) -> None:
+    """Cap this process's address space at what it maps now plus ``megabytes``: an allocation beyond fails
+    (torch raises "can't allocate memory") instead of the kernel's OOM killer ending the process."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        mapped = int(f.read().split()[0]) * resource.getpagesize()
+    limit = mapped + megabytes * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def _evaluate_in_worker(architecture: Architecture, state: Any) -> tuple[Any, float]:
@@ -118,17 +162,18 @@ def _evaluate_in_worker(architecture: Architecture, state: Any) -> tuple[Any, fl
 class ProcessPoolEvaluator:
     """A local pool of ``workers`` processes, each holding its own copy of the objective (sent once)."""
 
-    def __init__(self, objective: Callable, workers: int, threads: int):
+    def __init__(self, objective: Callable, workers: int, threads: int, memory_limit_mb: int | None = None):
         self.objective = objective
         self.workers = workers
         self.threads = threads
+        self.memory_limit_mb = memory_limit_mb
         self._pool: ProcessPoolExecutor | None = None
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: a fresh interpreter, no inherited threads or locks (fork with torch and MLflow's threads can deadlock).
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.objective, self.threads))
+                                             initializer=_init_worker, initargs=(self.objective, self.threads, self.memory_limit_mb))
         return self._pool
 
     def map(self, objective, architectures, started=None, state=None):
@@ -146,10 +191,14 @@ class ProcessPoolEvaluator:
                 self._pool = None
                 yield Outcome(None, "failed", f"WorkerDied: a worker process ended abruptly ({exc})"), 0.0
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, abort: bool = False) -> None:
+        if self._pool is None:
+            return
+        if abort:  # interrupted: do not wait for the candidates still training (they were not recorded)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
+        self._pool = None
 
 
 def _evaluate_in_ray(objective: Callable, architecture: Architecture, state: Any, threads: int) -> tuple[Any, float]:
@@ -195,7 +244,7 @@ class RayEvaluator:
             except self.ray.exceptions.RayError as exc:  # the worker died; its candidate fails, the search goes on
                 yield Outcome(None, "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"), 0.0
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self._started_here and self.ray.is_initialized():
             self.ray.shutdown()
 
@@ -205,6 +254,6 @@ def make_evaluator(config: ParallelConfig, objective: Callable, threads: int | N
     config.validate()
     if config.backend == "ray":
         return RayEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.ray_address)
-    if config.workers == 1:
+    if config.workers == 1 and config.memory_limit_mb is None:
         return InlineEvaluator()
-    return ProcessPoolEvaluator(objective, config.workers, worker_threads(config.workers, threads))
+    return ProcessPoolEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.memory_limit_mb)

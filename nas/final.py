@@ -27,7 +27,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -39,6 +38,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from nas.config import CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, register_configs, to_typed  # noqa: E402
+from nas.errors import reporting, run_command  # noqa: E402
 from nas.objectives import load_records  # noqa: E402
 
 register_configs()
@@ -316,17 +316,18 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="final")
-def main(cfg: DictConfig) -> None:
+def final_command(cfg: DictConfig) -> None:
     from nas.cli import quiet_libraries
-    from nas.tasks.data import DataError
 
-    quiet_libraries()
-    config: FinalConfig = to_typed(cfg, FinalConfig)
-    try:
+    with reporting("nas-final"):
+        quiet_libraries()
+        config: FinalConfig = to_typed(cfg, FinalConfig)
         run_final(config, Path(HydraConfig.get().runtime.output_dir))
-    except (FinalError, DataError) as exc:  # bad input, found before anything trained: one line, no traceback
-        print(f"nas-final: {exc}", file=sys.stderr)
-        sys.exit(1)
+
+
+def main() -> None:
+    """The ``nas-final`` console script; bad input (FinalError, DataError...) is one message, exit 2."""
+    run_command(final_command, "nas-final")
 
 
 if __name__ == "__main__":

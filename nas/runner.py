@@ -24,7 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
 from nas.config import Config
-from nas.evaluators import make_evaluator
+from nas.evaluators import error_type_of, make_evaluator
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
 from nas.plots import write_search_plots
@@ -34,7 +34,8 @@ from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
 from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
-from nas.tracking import Tracker, download_run_artifact
+from nas.errors import SearchStopped
+from nas.tracking import StoreUnavailable, Tracker, check_store, download_run_artifact
 from nas.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def candidate_record(e: Evaluation, run_id: str | None) -> dict[str, Any]:
             "pretrain_seconds": info.get("pretrain_seconds"), "latency_ms": info.get("latency_ms"),
             "metric_reward": info.get("metric_reward"), "steps": info.get("steps"), "checkpoints": info.get("checkpoints", []),
             "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
-            "error": e.error, "mlflow_run_id": run_id}
+            "error": e.error, "error_type": error_type_of(e.error) if e.error else None, "mlflow_run_id": run_id}
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -176,15 +177,13 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     """
     resuming = bool(config.resume)
     seed_everything(config.seed)
-    resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
-    config.objective.validate()
-    config.fidelity.validate(config.trainer.max_steps)
-    config.parallel.validate()
+    validate_config(config)
     if resuming:
         search_state = read_search_state(output_dir)
         records = read_candidates(output_dir / "candidates.jsonl")
         replay = [evaluation_of(r) for r in records]
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_store(search_state["tracking_uri"] if resuming else config.tracking.uri)  # before any work: fail fast, naming the URI
+    check_writable(output_dir)
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
     task = make_task(config.task, tokenizer_texts=corpus_texts)
@@ -206,7 +205,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
 
     # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
     uri = search_state["tracking_uri"] if resuming else config.tracking.uri
-    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location)
+    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds)
     if resuming:
         tracker.resume_search(search_state["parent_run_id"])
         by_run = {r.get("mlflow_run_id"): e for r, e in zip(records, replay, strict=True)}
@@ -247,16 +246,20 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         progress.update()
 
     def on_start(index: int, proposal) -> None:
+        # A store that went away stops the search here, before another candidate trains (StoreUnavailable).
         a = proposal.architecture
         run_ids[index] = tracker.start_candidate(index, architecture_key(a), a, proposal.iteration, proposal.episode, proposal.step)
 
     def on_evaluation(e: Evaluation) -> None:
         run_id = run_ids.pop(e.index)
-        tracker.finish_candidate(run_id, e, _config_json(objective, e.architecture))
-        append_record(candidates_path, candidate_record(e, run_id))
+        append_record(candidates_path, candidate_record(e, run_id))  # first: on disk whatever happens to MLflow
         seen(e)
-        if best["value"] > -float("inf"):
-            tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
+        try:
+            tracker.finish_candidate(run_id, e, _config_json(objective, e.architecture))
+            if best["value"] > -float("inf"):
+                tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
+        except StoreUnavailable:
+            pass  # recorded; the batch's other candidates are recorded too, then on_start stops the search
 
     def on_iteration(stats: dict[str, Any]) -> None:
         if saved_checkpoint is not None and stats["iteration"] + 1 == saved_checkpoint:
@@ -266,7 +269,10 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         if hasattr(strategy, "save_controller"):  # after every update: a later search can warm-start from it
             strategy.save_controller(controller_path)
         save_checkpoint(strategy, checkpoint_path, progress.n)
-        tracker.log_metrics({k: v for k, v in stats.items() if k != "iteration" and np.isfinite(v)}, step=stats["iteration"])
+        try:
+            tracker.log_metrics({k: v for k, v in stats.items() if k != "iteration" and np.isfinite(v)}, step=stats["iteration"])
+        except StoreUnavailable:
+            pass  # the checkpoint is saved; the search stops at its next candidate
         log.info("iteration %d: %s", stats["iteration"], ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if k != "iteration"))
 
     status = "FAILED"
@@ -279,26 +285,24 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        log.warning("interrupted: %d candidates are recorded in %s; `nas resume=%s` continues the search",
+                    len(read_candidates(candidates_path)), candidates_path, output_dir)
         raise
+    except StoreUnavailable as exc:
+        raise SearchStopped(f"{exc}. Every candidate evaluated so far is recorded in {candidates_path}; when the store "
+                            f"answers again, `nas resume={output_dir}` finishes the search") from None
     finally:
-        evaluator.close()
+        evaluator.close(abort=status != "FINISHED")
         progress.close()
-        for run_id in run_ids.values():  # handed to a worker, never finished: interrupted
-            tracker.mark_killed(run_id)
         records = read_candidates(candidates_path)
         best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
         if best_record is not None:
-            best_dir = output_dir / "best"
-            objective.hf_config(best_record["architecture"]).save_pretrained(best_dir)
-            task.preprocessor.save_pretrained(best_dir)
-            tracker.log_artifact(best_dir / "config.json", "best")
-        tracker.log_artifact(candidates_path)
-        tracker.log_artifact(controller_path)
+            objective.hf_config(best_record["architecture"]).save_pretrained(output_dir / "best")
+            task.preprocessor.save_pretrained(output_dir / "best")
         plots = write_search_plots(records, config.task.metric, output_dir / "plots",
                                    pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
-        if plots:
-            tracker.log_artifact(output_dir / "plots", "plots")
-        tracker.end_search(status)
+        if tracker.unavailable is None:
+            _close_search_run(tracker, status, run_ids.values(), output_dir, best_record is not None, plots, candidates_path, controller_path)
 
     b = result.best
     log.info("evaluated %d candidates (%d failed)", len(result.history), sum(not e.ok for e in result.history))
@@ -307,6 +311,52 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         log.info("best architecture: %s", output_dir / "best" / "config.json")
     log.info("MLflow store: %s (experiment '%s', run %s)", tracker.uri, config.tracking.experiment_name, tracker.parent_id)
     return result
+
+
+def _close_search_run(tracker: Tracker, status: str, unfinished: Any, output_dir: Path, has_best: bool, plots: Any,
+                      candidates_path: Path, controller_path: Path) -> None:
+    """The parent run's artifacts and status. A store that goes away now stops with SearchStopped (resume finishes it)."""
+    try:
+        for run_id in unfinished:  # handed to a worker, never finished: interrupted
+            tracker.mark_killed(run_id)
+        if has_best:
+            tracker.log_artifact(output_dir / "best" / "config.json", "best")
+        tracker.log_artifact(candidates_path)
+        tracker.log_artifact(controller_path)
+        if plots:
+            tracker.log_artifact(output_dir / "plots", "plots")
+        tracker.end_search(status)
+    except StoreUnavailable as exc:
+        if status == "FINISHED":
+            raise SearchStopped(f"{exc}. The search is complete in {candidates_path}; when the store answers again, "
+                                f"`nas resume={output_dir}` logs the rest") from None
+
+
+def validate_config(config: Config) -> None:
+    """Every setting that can be checked without data, before anything is read or trained."""
+    config.trainer.validate()
+    resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
+    {"ppo": config.ppo, "evolution": config.evolution, "tpe": config.tpe}.get(config.strategy.value, config.ppo).validate()
+    config.objective.validate()
+    config.fidelity.validate(config.trainer.max_steps)
+    config.parallel.validate()
+    config.tracking.validate()
+    if config.budget is not None and config.budget < 1:
+        raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
+
+
+def check_writable(output_dir: Path) -> None:
+    """The output directory exists (or can be made) and takes files: found now, not after the first candidate."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory '{output_dir}': {exc.strerror} (set hydra.run.dir=...)") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the output directory '{output_dir}': permission denied (set hydra.run.dir=...)")
+
+
+class OutputError(ValueError):
+    """The output directory cannot be written."""
 
 
 def _config_json(objective: CandidateObjective, architecture: Architecture) -> str | None:

@@ -15,7 +15,9 @@ the database locked, so no run is lost to a busy store.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,21 +30,37 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from nas.errors import SearchStopped
+from nas.evaluators import error_type_of
 from nas.search import Evaluation
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
-LOCK_RETRIES = 12  # ~0.05 s doubling to ~25 s in all: longer than any other job holds the sqlite write lock
+RETRY_SECONDS = 120.0  # how long a store may be locked or unreachable before the search stops (tracking.retry_seconds)
+MAX_WAIT = 10.0  # longest pause between two tries
 
 
-def _locked(exc: BaseException) -> bool:
-    return "database is locked" in str(exc) or "database table is locked" in str(exc)
+class StoreUnavailable(SearchStopped):
+    """The tracking store stayed locked or unreachable for the whole retry budget."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """A store that is busy or away for now (worth retrying), rather than a request that is wrong."""
+    text = str(exc)
+    if "database is locked" in text or "database table is locked" in text:  # sqlite: another job is writing
+        return True
+    # A tracking server that is down, restarting or overloaded. MLflow reports connection failures as
+    # "API request to ... failed with exception ..." and HTTP errors with their code.
+    return "API request to" in text and ("failed with exception" in text or any(f"error code {c}" in text for c in (429, 500, 502, 503, 504)))
 
 
 class RetryingClient:
-    """An MlflowClient whose calls are retried, with jittered exponential backoff, while sqlite is locked."""
+    """An MlflowClient whose calls are retried, with jittered exponential backoff, while the store is locked
+    (sqlite) or unreachable (a tracking server), for up to ``retry_seconds``; then StoreUnavailable, and every
+    later call fails at once (the search stops at its next candidate instead of waiting again)."""
 
-    def __init__(self, client: MlflowClient, retries: int = LOCK_RETRIES, first_wait: float = 0.05):
-        self._client, self._retries, self._first_wait = client, retries, first_wait
+    def __init__(self, client: MlflowClient, retry_seconds: float = RETRY_SECONDS, first_wait: float = 0.05):
+        self._client, self._retry_seconds, self._first_wait = client, retry_seconds, first_wait
+        self.unavailable: StoreUnavailable | None = None
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -50,15 +68,53 @@ class RetryingClient:
             return attribute
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            for attempt in range(self._retries + 1):
+            if self.unavailable is not None:
+                raise self.unavailable
+            start = time.monotonic()
+            for attempt in itertools.count():
                 try:
                     return attribute(*args, **kwargs)
                 except Exception as exc:
-                    if attempt == self._retries or not _locked(exc):
+                    if not _transient(exc):
                         raise
-                    time.sleep(self._first_wait * 2**attempt * (0.5 + random.random()))
+                    waited = time.monotonic() - start
+                    if waited >= self._retry_seconds:
+                        reason = str(exc).strip().splitlines()[0][:300]
+                        self.unavailable = StoreUnavailable(
+                            f"the MLflow store at {self._client.tracking_uri} did not answer for {waited:.0f} s "
+                            f"(tracking.retry_seconds={self._retry_seconds:g}): {reason}")
+                        raise self.unavailable from exc
+                    pause = min(MAX_WAIT, self._first_wait * 2**attempt) * (0.5 + random.random())
+                    time.sleep(min(pause, max(0.0, self._retry_seconds - waited)) + 0.01)
 
         return call
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any work, when the store cannot be used: a tracking server that does not answer,
+    or a sqlite file in a folder this process cannot write."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            response = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=timeout)
+        except requests.RequestException as exc:
+            raise StoreUnreachable(f"tracking.uri: no MLflow tracking server answers at {uri} ({type(exc).__name__}); "
+                                   "start it, or leave tracking.uri unset for the local sqlite store") from None
+        if response.status_code in (401, 403):
+            raise StoreUnreachable(f"tracking.uri: the MLflow tracking server at {uri} refused access (HTTP {response.status_code}); "
+                                   "set MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
+        if response.status_code >= 400:
+            raise StoreUnreachable(f"tracking.uri: {uri} does not answer as an MLflow tracking server (HTTP {response.status_code} "
+                                   "from /api/2.0/mlflow/experiments/search)")
+    elif uri.startswith("sqlite:///"):
+        path = Path(resolve_uri(uri)[len("sqlite:///") :])
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+            raise StoreUnreachable(f"tracking.uri: cannot write the sqlite store '{path}' (permission denied)")
+
+
+class StoreUnreachable(ValueError):
+    """tracking.uri names a store this process cannot use (bad input: found before any work)."""
 
 
 def resolve_uri(uri: str) -> str:
@@ -66,7 +122,10 @@ def resolve_uri(uri: str) -> str:
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///") :])
         path = path if path.is_absolute() else Path.cwd() / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnreachable(f"tracking.uri: cannot create the folder of the sqlite store '{path}': {exc.strerror}") from None
         return f"sqlite:///{path}"
     return uri
 
@@ -125,11 +184,20 @@ def open_store(uri: str) -> MlflowClient:
         return MlflowClient(tracking_uri=uri)  # the constructor creates a sqlite store's tables
 
 
+def prefer_our_retries(uri: str) -> None:
+    """MLflow retries a failed HTTP request 7 times with a doubling pause and waits 120 s for an answer: minutes
+    per call before RetryingClient even sees the error. Unless the user set them, let RetryingClient decide."""
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
 class Tracker:
-    def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None):
+    def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None, retry_seconds: float = RETRY_SECONDS):
         self.uri = resolve_uri(uri)
+        prefer_our_retries(self.uri)
         with store_lock(self.uri):  # one job of a sweep creates the tables and the experiment, the others find them
-            self.client = RetryingClient(MlflowClient(tracking_uri=self.uri))
+            self.client = RetryingClient(MlflowClient(tracking_uri=self.uri), retry_seconds)
             experiment = self.client.get_experiment_by_name(experiment_name)
             if experiment is None:
                 location = artifact_location or default_artifact_location(self.uri)
@@ -148,6 +216,11 @@ class Tracker:
         for future in [f for f in self._pending if wait or f.done()]:
             self._pending.remove(future)
             future.result()  # re-raises the logging error
+
+    @property
+    def unavailable(self) -> StoreUnavailable | None:
+        """Set once the store stayed locked or unreachable for the whole retry budget."""
+        return self.client.unavailable
 
     def flush(self) -> None:
         """Wait until everything logged so far is in the store."""
@@ -192,7 +265,9 @@ class Tracker:
         metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
         metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
         metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one
-        tags = [RunTag("status", e.status)] + ([RunTag("error", e.error[:5000])] if e.error else [])
+        tags = [RunTag("status", e.status)]
+        if e.error:
+            tags += [RunTag("error_type", error_type_of(e.error)), RunTag("error", e.error[:5000])]
         self._log(run_id, metrics=metrics, tags=tags)
         if hf_config_json:
             self.client.log_text(run_id, hf_config_json, "config.json")

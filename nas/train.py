@@ -48,6 +48,29 @@ class TrainerConfig:
     progress_bar: bool = False  # a bar over each candidate's training steps, under the search's; only for long trainings
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work."""
+        p = self.pretrain
+        checks = [
+            ("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("learning_rate", _positive(self.learning_rate), "a positive number"),
+            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio <= 1, "in [0, 1]"), ("max_grad_norm", _positive(self.max_grad_norm), "a positive number"),
+            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"), ("log_every", self.log_every >= 1, ">= 1"),
+            ("num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1 (or null)"),
+            ("pretrain.steps", p.steps >= 0, ">= 0"), ("pretrain.corpus_size", p.corpus_size >= 1, ">= 1"),
+            ("pretrain.batch_size", p.batch_size >= 1, ">= 1"), ("pretrain.learning_rate", _positive(p.learning_rate), "a positive number"),
+            ("pretrain.mlm_probability", 0 < p.mlm_probability < 1, "in (0, 1)"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                value = getattr(p, key.split(".")[1]) if key.startswith("pretrain.") else getattr(self, key)
+                raise ValueError(f"trainer.{key} must be {expected}, got {value!r}")
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
 
 # The per-candidate bar (trainer.progress_bar) is for trainings long enough to watch: at least this many
 # steps, and it appears only once the training has run this many seconds (tqdm's ``delay``).

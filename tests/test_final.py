@@ -243,9 +243,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "outputs" / "runs" / "nope"
     with pytest.raises(SystemExit) as exit_:
         run_cli(monkeypatch, f"search={missing}", f"hydra.run.dir={tmp_path / 'out'}")
-    assert exit_.value.code == 1
-    message = f"nas-final: search: directory '{missing}' does not exist (nor is it an MLflow run id)"
-    assert capsys.readouterr().err.strip().splitlines() == [message]
+    assert exit_.value.code == 2
+    message = f"nas-final: error: search: directory '{missing}' does not exist (nor is it an MLflow run id)"
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[0] == message and "Traceback" not in err
 
 
 def test_image_final_saves_an_image_processor_that_reproduces_the_test_accuracy(store):

@@ -19,7 +19,7 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedT
         # runs (huggingface/tokenizers#1794). Registering every "##<char>" up front numbers them in a fixed
         # order, so the same texts always give the same vocabulary.
         chars = sorted({c for text in texts for c in normalizer.normalize_str(text) if not c.isspace()})
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*special, *(f"##{c}" for c in chars)]))
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=[*special, *(f"##{c}" for c in chars)]))
         learned = sorted(t for t in tok.get_vocab() if t not in special)  # canonical ids: specials, then sorted
         vocab = {t: i for i, t in enumerate([*special, *learned])}
         tok = _wordpiece(normalizer, models.WordPiece(vocab, unk_token="[UNK]"), special)  # the "##<char>" are plain pieces again
@@ -32,7 +32,7 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedT
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.train_from_iterator(texts, trainer)
         return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|pad|>")
     raise ValueError(f"task.tokenizer '{kind}' is unknown; choose one of {list(TOKENIZERS)}")

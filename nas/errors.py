@@ -1,0 +1,115 @@
+"""What the ``nas`` and ``nas-final`` commands tell the user when a run cannot start or cannot go on.
+
+Kept free of heavy imports: the commands classify errors before torch or MLflow are loaded.
+Bad input (a config key, a value, a data file, a resume target) is reported in one message that
+names it, without a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+EXIT_STOPPED = 1  # the search started but could not go on (its tracking store went away); resume it
+EXIT_BAD_INPUT = 2  # nothing ran: fix the named key, value or file
+
+
+class SearchStopped(RuntimeError):
+    """The search could not go on; everything it recorded is complete and ``nas resume=DIR`` continues it."""
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """Errors raised while reading the config, the data or a resume target, before any candidate trained."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+    from yaml import YAMLError
+
+    from nas.search import ReplayError
+
+    # ValueError: every validation in nas (DataError, SpaceError, ResumeError, ControllerError, validate()).
+    # OSError: unreadable or unwritable files and folders. ImportError: an optional extra not installed.
+    return isinstance(exc, (ValueError, OSError, ImportError, HydraException, OmegaConfBaseException, YAMLError, ReplayError))
+
+
+def describe(exc: BaseException) -> str:
+    """One message for the user: the error's own text, its cause's when that says more, without internals."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.strerror}: '{exc.filename}'"
+    lines = [str(exc).strip() or type(exc).__name__]
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    if cause is not None and str(cause).strip() and str(cause).strip() not in lines[0]:
+        lines.append(str(cause).strip())
+    text = "\n".join(lines)
+    # OmegaConf appends the schema classes it checked against: noise next to the full_key it also gives.
+    return "\n".join(line for line in text.splitlines() if not line.strip().startswith(("reference_type=", "object_type=")))
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, delivered as an interruption so a search ends as cleanly as on Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _full_errors_from_hydra() -> Iterator[None]:
+    # Hydra prints errors itself (with a traceback for some, e.g. malformed YAML) unless HYDRA_FULL_ERROR
+    # is set, in which case it re-raises them: set it, so this module decides what the user sees.
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    if before is not None:  # the user's own setting decides whether they see tracebacks
+        os.environ["NAS_USER_HYDRA_FULL_ERROR"] = before
+    try:
+        yield
+    finally:
+        os.environ.pop("NAS_USER_HYDRA_FULL_ERROR", None)
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
+
+
+def _wants_traceback() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("NAS_TRACEBACK", "NAS_USER_HYDRA_FULL_ERROR"))
+
+
+@contextmanager
+def reporting(prog: str) -> Iterator[None]:
+    """Bad input -> one message and exit 2; a stopped search -> exit 1; SIGINT / SIGTERM -> exit 128 + signal.
+    Exits with SystemExit, which Hydra lets through (it catches Exception), so it adds nothing of its own."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"{prog}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        sys.exit(128 + signum)
+    except SearchStopped as exc:
+        if _wants_traceback():
+            raise
+        print(f"{prog}: search stopped: {describe(exc)}", file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
+    except Exception as exc:
+        if _wants_traceback() or not is_bad_input(exc):
+            raise
+        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+        print(f"{prog}: (set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def run_command(entry: Callable[[], object], prog: str) -> None:
+    """Run a Hydra entry point (whose task function runs inside ``reporting(prog)`` too) as a command.
+    ``HYDRA_FULL_ERROR=1`` (or ``NAS_TRACEBACK=1``) shows tracebacks instead."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        with _full_errors_from_hydra(), reporting(prog):
+            entry()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
