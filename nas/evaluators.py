@@ -75,7 +75,7 @@ def describe_failure(exc: BaseException) -> str:
     """'<error class>: <message>' for a failed candidate. Running out of memory reads the same whatever raised
     it: Python's MemoryError, torch's CPU allocator (a RuntimeError) or CUDA's torch.OutOfMemoryError."""
     message = str(exc).strip()
-    if isinstance(exc, MemoryError) or "can't allocate memory" in message or type(exc).__name__ == OUT_OF_MEMORY:
+    if isinstance(exc, MemoryError) or any(s in message for s in ("can't allocate memory", "not enough memory")) or type(exc).__name__ == OUT_OF_MEMORY:
         return f"{OUT_OF_MEMORY}: {message or 'out of memory'}"
     return f"{type(exc).__name__}: {message}"
 

@@ -244,6 +244,7 @@ def check_no_dynamic_instantiation(tree: ast.Module, path: str) -> list[Finding]
 
 
 LOOPBACK = "127.0.0.1"
+RAY_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, every port on 127.0.0.1
 WILDCARD_ADDRESSES = {"0.0.0.0", "::", "[::]"}
 
 
@@ -274,8 +275,16 @@ def check_servers_bind_loopback(tree: ast.Module, path: str) -> list[Finding]:
                 problem = command_problem(kind, statement)
                 if problem:
                     found.append(f"{path}:{node.lineno}: {problem}: {statement}")
+    single_machine = any(  # os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0") or os.environ[...] = "0"
+        (name in ("os.environ.setdefault", "os.putenv") and len(c.args) == 2 and is_const(c.args[0], RAY_SINGLE_MACHINE)
+         and is_const(c.args[1], "0")) for c, name in calls(tree)) or any(
+        isinstance(n, ast.Assign) and is_const(n.value, "0") and any(
+            isinstance(t, ast.Subscript) and is_const(t.slice, RAY_SINGLE_MACHINE) for t in n.targets) for n in ast.walk(tree))
     for c, name in calls(tree):
         if name == "ray.init" and keyword(c, "address") is None and not c.args:  # None: Ray starts here
+            if not single_machine:
+                found.append(f"{path}:{c.lineno}: ray.init starts Ray here without {RAY_SINGLE_MACHINE}=0 in the environment "
+                             f"(without it Ray listens on every interface)")
             if not is_const(keyword(c, "_node_ip_address"), LOOPBACK):
                 found.append(f"{path}:{c.lineno}: ray.init starts Ray here without _node_ip_address='127.0.0.1'")
             if not (is_const(keyword(c, "include_dashboard"), False) or is_const(keyword(c, "dashboard_host"), LOOPBACK)):
@@ -314,10 +323,15 @@ def command_problem(kind: str, statement: str) -> str | None:
     """None when the command binds 127.0.0.1 explicitly (or runs in a container whose ports are published on
     the host's 127.0.0.1 only); else what is wrong."""
     if kind == "ray":
+        # Checked with Ray 2.60 on Linux: `ray start --head --node-ip-address=127.0.0.1` alone still listens on
+        # every interface (GCS and raylet on *, the runtime-env agent on the machine's address); with
+        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 as well (Ray's single-machine mode, as nas.evaluators uses) every
+        # port is on 127.0.0.1.
         hosts = _option(statement, "--node-ip-address")
         dashboard = _option(statement, "--dashboard-host")
-        if hosts != [LOOPBACK]:
-            return "ray start without --node-ip-address=127.0.0.1 (a Ray node has no authentication)"
+        if hosts != [LOOPBACK] or not re.search(rf"\b{RAY_SINGLE_MACHINE}=0\s", statement):
+            return (f"ray start without {RAY_SINGLE_MACHINE}=0 and --node-ip-address=127.0.0.1 "
+                    f"(it listens on every interface; a Ray node has no authentication)")
         if dashboard and dashboard != [LOOPBACK]:
             return f"ray start with --dashboard-host {dashboard[0]}"
         return None
@@ -568,12 +582,7 @@ def test_the_config_schema_refuses_a_target(override):
 # The documented commands that break the rule now; each entry is an xfail(strict=True): fix the command (or, for a
 # deliberate multi-machine server, explain it in its README section and list that section in EXPOSURE_EXPLAINED),
 # then drop the entry.
-KNOWN_DOC_VIOLATIONS = {
-    "README.md": "README.md:163 documents `ray start --head` for parallel.ray_address=auto without "
-                 "--node-ip-address=127.0.0.1, and its section says nothing about what a Ray head exposes",
-    "conf/tracking/sqlite.yaml": "conf/tracking/sqlite.yaml:2 documents `mlflow ui` without --host 127.0.0.1 "
-                                 "(MLflow's default is 127.0.0.1, but the rule wants it explicit)",
-}
+KNOWN_DOC_VIOLATIONS: dict[str, str] = {}  # file -> why it is allowed for now (xfail, strict)
 
 
 def _doc_params():
@@ -655,6 +664,7 @@ BAD = [
     (check_servers_bind_loopback, "server.bind(('0.0.0.0', 8080))"),
     (check_servers_bind_loopback, "app.run(host='0.0.0.0')"),
     (check_servers_bind_loopback, "import ray\nray.init(num_cpus=2)"),
+    (check_servers_bind_loopback, "import ray\nray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1')"),
     (check_servers_bind_loopback, "import ray\nray.init(_node_ip_address='127.0.0.1')"),
     (check_servers_bind_loopback, "cmd = ['mlflow', 'server', '--port', '5000']"),
     (check_servers_bind_loopback, "cmd = ['/venv/bin/mlflow', 'ui', '--host', '0.0.0.0']"),
@@ -674,8 +684,11 @@ GOOD = [
     (check_no_shell, "import subprocess\nsubprocess.run(['ls', '-l'], check=True)\nsubprocess.run(cmd, shell=False)"),
     (check_no_dynamic_instantiation, "import hydra\n@hydra.main(version_base='1.3')\ndef main(cfg): pass\n"
                                      "from importlib.metadata import version"),
-    (check_servers_bind_loopback, "import ray\nray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1')\n"
+    (check_servers_bind_loopback, "import os, ray\nos.environ.setdefault('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', '0')\n"
+                                  "ray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1')\n"
                                   "ray.init(address=address)\ns.bind(('127.0.0.1', 0))"),
+    (check_servers_bind_loopback, "import os, ray\nos.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"
+                                  "ray.init(include_dashboard=False, _node_ip_address='127.0.0.1')"),
     (check_servers_bind_loopback, "def f():\n    '''Listens on 0.0.0.0? No: on ::1.'''\n"
                                   "cmd = ['mlflow', 'server', '--host', '127.0.0.1', '--port', '5000']"),
 ]
@@ -716,6 +729,7 @@ DOC_BAD = [
     ("conf/x.yaml", "# Browse it with:\n#   mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db\nuri: x\n"),
     ("Makefile", "ui:\n\t$(BIN)/mlflow ui --host 0.0.0.0\n"),
     ("Dockerfile", 'CMD ["sh", "-c", "ray start --head --block"]\n'),
+    ("README.md", "## Run\n\n```bash\nray start --head --node-ip-address=127.0.0.1\n```\n"),  # still on every interface
 ]
 
 DOC_GOOD = [
@@ -723,7 +737,8 @@ DOC_GOOD = [
     ("README.md", "## Run\n\n```bash\nmlflow server \\\n  --backend-store-uri x \\\n  --host 127.0.0.1 --port 5000\n```\n"),
     ("README.md", "## Run\n\n`docker run --rm -p 127.0.0.1:5000:5000 -v x:/y --entrypoint mlflow nas ui\n"
                   "--backend-store-uri sqlite:///outputs/mlflow.db --host 0.0.0.0 --port 5000`, then open it.\n"),
-    ("README.md", "## Run\n\n```bash\nray start --head --node-ip-address=127.0.0.1\n```\n"),
+    ("README.md", "## Run\n\n```bash\nRAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head --node-ip-address=127.0.0.1 "
+                  "--include-dashboard=false\n```\n"),
     ("README.md", "## Team\n\n- `--host 127.0.0.1` (the default). Use `--host 0.0.0.0` only with `--app-name basic-auth` "
                   "and `--allowed-hosts`.\n\n```bash\nmlflow server --host 0.0.0.0 --app-name basic-auth\n```\n"),
     ("conf/x.yaml", "# A server (e.g. `mlflow server --host 127.0.0.1 --port 5000`).\nuri: http://127.0.0.1:5000\n"),
