@@ -68,6 +68,44 @@ class TaskConfig:
     # audio: extra evaluation sets, name -> file, reported as <name>_accuracy, never the reward (nas-final: as the test split)
     test_files: Dict[str, str] = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that cannot work (before any data is read).
+        nas.tasks.make_task calls it; the files themselves are checked as they are read."""
+        from nas.tasks.tokenizer import TOKENIZERS
+
+        name = getattr(self.name, "value", self.name)
+        for key in ("train_file", "validation_file"):
+            if not getattr(self, key):
+                raise ValueError(f"task.{key} is empty; name a data file")
+        for key in ("train_size", "val_size", "test_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"task.{key} must be >= 1 (the first N examples) or null (all of them), got {value}")
+        checks = [
+            ("max_length", self.max_length >= 1, ">= 1"), ("vocab_size", self.vocab_size >= 1, ">= 1"),
+            ("tokenizer", self.tokenizer in TOKENIZERS, f"one of {list(TOKENIZERS)}"),
+            ("metric", self.metric in TASK_METRICS.get(name, (self.metric,)), f"a {name} metric, one of {list(TASK_METRICS.get(name, ()))}"),
+            ("image_size", self.image_size >= 1, ">= 1"), ("num_channels", self.num_channels in (1, 3), "1 (grey) or 3 (RGB)"),
+            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"), ("sampling_rate", self.sampling_rate >= 1, ">= 1"),
+            ("num_mel_bins", self.num_mel_bins >= 1, ">= 1"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"task.{key} must be {expected}, got {getattr(self, key)!r}")
+        columns = {"text_classification": ("text_column", "label_column"), "language_modeling": ("text_column",),
+                   "translation": ("source_column", "target_column"), "image_classification": ("image_column", "label_column"),
+                   "audio_classification": ("audio_column", "label_column")}.get(name, ())
+        for key in columns:
+            if not getattr(self, key):
+                raise ValueError(f"task.{key} is empty; {name} needs it to name a column of the data files")
+
+
+# The metrics each task reports (the reward comes from task.metric).
+TASK_METRICS = {
+    "text_classification": ("accuracy", "macro_f1"), "image_classification": ("accuracy", "macro_f1"),
+    "audio_classification": ("accuracy", "macro_f1"), "language_modeling": ("perplexity",), "translation": ("bleu", "chrf"),
+}
+
 
 @dataclass
 class SearchSpaceConfig:
@@ -76,6 +114,21 @@ class SearchSpaceConfig:
     max_params: Optional[int] = None  # parameter budget of the task model, a constraint
     initial: Optional[Dict[str, Any]] = None  # first architecture; default: the middle choice of each dimension
     fixed: Dict[str, Any] = field(default_factory=dict)  # config attributes set for every candidate
+
+    def validate(self, task: str | None = None) -> None:
+        """Raise ValueError naming the first setting that cannot work, before any data is read: the family
+        (and whether it fits ``task``), its attributes, the choice lists, max_params and the initial architecture.
+        Constraints that need the task's data (parameter counts) are checked when the space is built."""
+        from nas.models import get_family, validate_attributes
+        from nas.space import SearchSpace, SpaceError, check_dimensions, initial_encoding
+
+        get_family(self.family, task)
+        check_dimensions(self.dimensions)
+        validate_attributes(self.family, list(self.dimensions), "search_space.dimensions")
+        if self.max_params is not None and self.max_params < 1:
+            raise SpaceError(f"search_space.max_params must be >= 1 (or null: no budget), got {self.max_params}")
+        if self.initial is not None:
+            initial_encoding(SearchSpace.from_dict(self.dimensions, name=self.family), self.initial)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from transformers import (
     PretrainedConfig,
 )
 
-from nas.space import Architecture, Constraint, SearchSpace, SpaceError
+from nas.space import Architecture, Constraint, SearchSpace, SpaceError, check_dimensions
 
 AUTO_MODELS = {
     "text_classification": AutoModelForSequenceClassification,
@@ -179,7 +179,10 @@ def make_space(
 ) -> SearchSpace:
     """A validated search space for ``model_type`` on ``task``; raises SpaceError naming what is wrong."""
     family = get_family(model_type, task)
+    check_dimensions(dimensions)
     validate_attributes(model_type, list(dimensions), f"search_space.dimensions of '{name}'")
+    if max_params is not None and max_params < 1:
+        raise SpaceError(f"search_space.max_params must be >= 1 (or null: no budget), got {max_params}")
 
     def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:
         return lambda arch: check(build_config(model_type, arch, fixed))
@@ -191,5 +194,20 @@ def make_space(
 
         constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
     space = SearchSpace.from_dict(dimensions, constraints, name=name)
-    space.first_valid()  # raises when no architecture satisfies the constraints
+    try:
+        space.first_valid()  # raises when no architecture satisfies the constraints
+    except SpaceError:
+        if max_params is None:
+            raise
+        unbudgeted = SearchSpace.from_dict(dimensions, constraints[:-1], name=name)
+        try:
+            smallest = unbudgeted.decode(unbudgeted.first_valid())
+        except SpaceError:
+            raise SpaceError(f"search_space.dimensions: no architecture satisfying its constraints "
+                             f"({', '.join(c.name for c in unbudgeted.constraints)}) in search space '{name}', "
+                             "even without search_space.max_params") from None
+        count = parameter_count(build_config(model_type, smallest, fixed), task)
+        raise SpaceError(f"search_space.max_params={max_params} is below the smallest architecture: no architecture satisfying "
+                         f"the constraints of '{name}' has at most {max_params:,} parameters (the first valid one, {smallest}, "
+                         f"has {count:,}); raise it or add smaller choices") from None
     return space

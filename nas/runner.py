@@ -29,7 +29,7 @@ from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
 from nas.plots import write_search_plots
 from nas.pretrain import PretrainingCorpus, read_corpus
-from nas.search import Evaluation, SearchResult, run_loop
+from nas.search import Evaluation, ReplayError, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
 from nas.strategies.ppo import ControllerError
@@ -134,14 +134,24 @@ def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
     tmp.replace(path)  # atomic: a kill mid-save leaves the previous checkpoint intact
 
 
-def check_checkpoint(strategy: Any, path: Path) -> None:
-    """After a replay reached the checkpoint's iteration: the replayed networks must be the saved ones."""
+def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ResumeError(f"resume: {path} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ResumeError(f"resume: {path} is not a nas search checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+        raise ResumeError(f"resume: '{path}' is not a readable checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or not isinstance(saved.get("controller"), dict):
+        raise ResumeError(f"resume: '{path}' is not a nas search checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    return saved
+
+
+def checkpoint_iterations(path: Path) -> int | None:
+    """The PPO iterations a resumed search's checkpoint holds (None: no checkpoint yet); checked before any work."""
+    return load_checkpoint(path)["controller"].get("iterations") if path.is_file() else None
+
+
+def check_checkpoint(strategy: Any, path: Path) -> None:
+    """After a replay reached the checkpoint's iteration: the replayed networks must be the saved ones."""
+    saved = load_checkpoint(path)
     mine = strategy.controller_state()
     theirs = saved["controller"]
     same = all(theirs[net].keys() == mine[net].keys() and all(torch.equal(mine[net][k], v) for k, v in theirs[net].items())
@@ -203,17 +213,13 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     checkpoint_path = output_dir / CHECKPOINT_FILE
     candidates_path = output_dir / "candidates.jsonl"
 
+    saved_checkpoint = checkpoint_iterations(checkpoint_path) if resuming and hasattr(strategy, "controller_state") else None
     # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
     uri = search_state["tracking_uri"] if resuming else config.tracking.uri
     tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds)
     if resuming:
-        tracker.resume_search(search_state["parent_run_id"])
-        by_run = {r.get("mlflow_run_id"): e for r, e in zip(records, replay, strict=True)}
-        for run_id in tracker.unfinished_candidates():
-            if run_id in by_run:  # evaluated and recorded, but the kill came before MLflow had it all
-                tracker.finish_candidate(run_id, by_run[run_id], _config_json(objective, by_run[run_id].architecture))
-            else:  # training when the search was killed: it trains again below
-                tracker.mark_killed(run_id)
+        status_before = tracker.resume_search(search_state["parent_run_id"])
+        settle_unfinished_runs(tracker, records, objective)
         log.info("resuming %s: %d candidates recorded, MLflow run %s", output_dir, len(replay), tracker.parent_id)
     else:
         replay = []
@@ -233,8 +239,6 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     best = {"value": -float("inf")}
     run_ids: dict[int, str] = {}
     unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()
-    saved_checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["controller"]["iterations"] \
-        if resuming and checkpoint_path.is_file() and hasattr(strategy, "controller_state") else None
 
     def seen(e: Evaluation) -> None:
         objective.observe(e)
@@ -288,6 +292,9 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         log.warning("interrupted: %d candidates are recorded in %s; `nas resume=%s` continues the search",
                     len(read_candidates(candidates_path)), candidates_path, output_dir)
         raise
+    except (ReplayError, ResumeError):
+        status = status_before if resuming else "FAILED"  # a resume that cannot go on leaves the run as it found it
+        raise
     except StoreUnavailable as exc:
         raise SearchStopped(f"{exc}. Every candidate evaluated so far is recorded in {candidates_path}; when the store "
                             f"answers again, `nas resume={output_dir}` finishes the search") from None
@@ -302,7 +309,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         plots = write_search_plots(records, config.task.metric, output_dir / "plots",
                                    pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
         if tracker.unavailable is None:
-            _close_search_run(tracker, status, run_ids.values(), output_dir, best_record is not None, plots, candidates_path, controller_path)
+            _close_search_run(tracker, status, records, objective, output_dir, best_record is not None, plots, candidates_path, controller_path)
 
     b = result.best
     log.info("evaluated %d candidates (%d failed)", len(result.history), sum(not e.ok for e in result.history))
@@ -313,12 +320,30 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     return result
 
 
-def _close_search_run(tracker: Tracker, status: str, unfinished: Any, output_dir: Path, has_best: bool, plots: Any,
-                      candidates_path: Path, controller_path: Path) -> None:
+def settle_unfinished_runs(tracker: Tracker, records: list[dict[str, Any]], objective: CandidateObjective) -> None:
+    """Child runs left RUNNING by an interruption: completed from their record when the candidate was recorded
+    (the interruption came before MLflow had it all), else marked KILLED (it was training; it trains again on resume)."""
+    recorded = {r.get("mlflow_run_id"): evaluation_of(r) for r in records}
+    for run_id in tracker.unfinished_candidates():
+        if run_id in recorded:
+            tracker.finish_candidate(run_id, recorded[run_id], _config_json(objective, recorded[run_id].architecture))
+        else:
+            tracker.mark_killed(run_id)
+    tracker.flush()
+
+
+def _close_search_run(tracker: Tracker, status: str, records: list[dict[str, Any]], objective: CandidateObjective, output_dir: Path,
+                      has_best: bool, plots: Any, candidates_path: Path, controller_path: Path) -> None:
     """The parent run's artifacts and status. A store that goes away now stops with SearchStopped (resume finishes it)."""
     try:
-        for run_id in unfinished:  # handed to a worker, never finished: interrupted
-            tracker.mark_killed(run_id)
+        if status != "FINISHED":
+            try:
+                tracker.flush()  # what the background writer holds goes in before the leftovers are looked for
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # do not hide why the search ended behind a logging error
+                log.warning("MLflow logging failed while the search was ending: %s", exc)
+            settle_unfinished_runs(tracker, records, objective)
         if has_best:
             tracker.log_artifact(output_dir / "best" / "config.json", "best")
         tracker.log_artifact(candidates_path)

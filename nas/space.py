@@ -51,21 +51,11 @@ class SearchSpace:
     def __post_init__(self) -> None:
         if not self.dimensions:
             raise SpaceError(f"search space '{self.name}' has no dimensions")
-        dims = {}
         for dim, choices in self.dimensions.items():
-            if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
-                raise SpaceError(f"search space '{self.name}': dimension '{dim}' must be a list of choices, got {choices!r}")
-            choices = tuple(choices)
-            if not choices:
-                raise SpaceError(f"search space '{self.name}': dimension '{dim}' has an empty choice list")
-            seen = set()
-            for c in choices:
-                marker = json.dumps(c, sort_keys=True, default=str)
-                if marker in seen:
-                    raise SpaceError(f"search space '{self.name}': dimension '{dim}' lists choice {c!r} twice")
-                seen.add(marker)
-            dims[str(dim)] = choices
-        self.dimensions = dims
+            problem = dimension_problem(choices)
+            if problem:
+                raise SpaceError(f"search space '{self.name}': dimension '{dim}' {problem}")
+        self.dimensions = {str(dim): tuple(choices) for dim, choices in self.dimensions.items()}
 
     @classmethod
     def from_dict(cls, dimensions: Mapping[str, Sequence[Any]], constraints: Sequence[Constraint] = (), name: str = "space") -> SearchSpace:
@@ -136,6 +126,39 @@ class SearchSpace:
         """The middle choice of every dimension when valid, else the first valid architecture."""
         middle = tuple((n - 1) // 2 for n in self.sizes)
         return middle if self.is_valid_encoding(middle) else self.first_valid()
+
+
+def dimension_problem(choices: Any) -> str | None:
+    """What makes ``choices`` unusable as a dimension's choice list (not a list, empty, a repeated choice), or None."""
+    if isinstance(choices, (str, bytes)) or not isinstance(choices, Sequence):
+        return f"must be a list of choices, got {choices!r}"
+    if not choices:
+        return "has an empty choice list"
+    seen = set()
+    for c in choices:
+        marker = json.dumps(c, sort_keys=True, default=str)
+        if marker in seen:
+            return f"lists choice {c!r} twice"
+        seen.add(marker)
+    return None
+
+
+def check_dimensions(dimensions: Any, where: str = "search_space.dimensions") -> None:
+    """SpaceError naming the config key (``search_space.dimensions.<name>``) of the first unusable choice list."""
+    if not isinstance(dimensions, Mapping) or not dimensions:
+        raise SpaceError(f"{where} must map at least one config attribute to its choices, got {dimensions!r}")
+    for dim, choices in dimensions.items():
+        problem = dimension_problem(choices)
+        if problem:
+            raise SpaceError(f"{where}.{dim} {problem}")
+
+
+def initial_encoding(space: SearchSpace, initial: Mapping[str, Any], where: str = "search_space.initial") -> Encoding:
+    """The encoding of the configured first architecture; SpaceError naming ``where`` when it is not in the space."""
+    try:
+        return space.encode(initial)
+    except SpaceError as exc:
+        raise SpaceError(f"{where}: {exc} (set {where}=null to start from the middle choices)") from None
 
 
 def as_space(space: SearchSpace | Mapping[str, Sequence[Any]]) -> SearchSpace:

@@ -274,13 +274,14 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
 
     # -- resuming an interrupted search ---------------------------------------------------------
-    def resume_search(self, parent_id: str) -> None:
-        """Continue logging to an interrupted search's parent run (RUNNING again)."""
+    def resume_search(self, parent_id: str) -> str:
+        """Continue logging to an interrupted search's parent run (RUNNING again); returns its status before."""
         run = self.client.get_run(parent_id)  # raises when the run is not in this store
         if run.info.experiment_id != self.experiment_id:
             raise ValueError(f"MLflow run {parent_id} is in experiment {run.info.experiment_id}, not '{self.experiment_id}'")
         self.parent_id = parent_id
         self.client.update_run(parent_id, status="RUNNING")
+        return run.info.status
 
     def metric_steps(self, key: str) -> set[int]:
         """The steps at which the parent run has ``key``."""

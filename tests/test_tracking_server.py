@@ -33,6 +33,7 @@ class Server:
     pid: int
     artifacts: Path
     log: Path
+    proc: subprocess.Popen | None = None
 
 
 def free_port() -> int:
@@ -76,46 +77,60 @@ def no_telemetry(monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "true")
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    port = free_port()
-    root = tmp_path_factory.mktemp("server")
+def start_mlflow_server(root: Path, port: int | None = None) -> Server:
+    """A real `mlflow server` on 127.0.0.1 (sqlite store and artifacts under ``root``), healthy when returned.
+    ``port``: that port (to restart a stopped server on the same store); default: a free one."""
+    port = port or free_port()
+    root.mkdir(parents=True, exist_ok=True)
     artifacts, log = root / "artifacts", root / "server.log"
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(artifacts)]
     # No telemetry; no job execution: MLflow 3.17 otherwise starts a job runner and seven Huey consumers (eight more
     # Python processes, a minute to start on a busy 2-core machine) for GenAI jobs a tracking test never runs.
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    with log.open("w") as sink:
-        # Its own session, so its process group is exactly the server and its workers: teardown stops that group only.
+    with log.open("a") as sink:
+        # Its own session, so its process group is exactly the server and its workers: stopping it stops that group only.
         proc = subprocess.Popen(command, cwd=root, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if get(f"http://127.0.0.1:{port}/health") == (200, "OK"):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {START_TIMEOUT_S} s:\n{log.read_text()}")
-            time.sleep(0.25)
-        yield Server(f"http://127.0.0.1:{port}", port, proc.pid, artifacts, log)
-    finally:
+    server = Server(f"http://127.0.0.1:{port}", port, proc.pid, artifacts, log, proc)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log.read_text()}")
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
+            if get(f"http://127.0.0.1:{port}/health") == (200, "OK"):
+                return server
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
-        deadline = time.monotonic() + 10  # the uvicorn worker goes with its parent
-        while group_pids(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not group_pids(proc.pid), "mlflow server processes left running"
+        if time.monotonic() > deadline:
+            stop_mlflow_server(server)
+            pytest.fail(f"mlflow server not healthy after {START_TIMEOUT_S} s:\n{log.read_text()}")
+        time.sleep(0.25)
+
+
+def stop_mlflow_server(server: Server) -> None:
+    """Stop the server's process group (by the PID we started) and wait until none of it is left; idempotent."""
+    proc = server.proc
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10  # the uvicorn worker goes with its parent
+    while group_pids(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_pids(proc.pid), "mlflow server processes left running"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    server = start_mlflow_server(tmp_path_factory.mktemp("server"))
+    try:
+        yield server
+    finally:
+        stop_mlflow_server(server)
 
 
 def test_the_server_listens_on_loopback_only(mlflow_server):

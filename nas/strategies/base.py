@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nas.space import Architecture, Encoding, SearchSpace
+from nas.space import Architecture, Encoding, SearchSpace, SpaceError, initial_encoding
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,15 @@ def sample_valid(space: SearchSpace, rng: np.random.Generator, exclude: Containe
     return rest[int(rng.integers(len(rest)))] if rest else None
 
 
+def valid_initial(space: SearchSpace, initial: Architecture) -> Encoding:
+    """The encoding of ``search_space.initial``; SpaceError naming it when it is not in the space or breaks a constraint."""
+    encoding = initial_encoding(space, initial)
+    if not space.is_valid_encoding(encoding):
+        raise SpaceError(f"search_space.initial {initial} breaks {space.violations(space.decode(encoding))} "
+                         "(set search_space.initial=null to start from a valid architecture)")
+    return encoding
+
+
 class UnseenSampler:
     """Valid architectures never proposed before: the initial one first (when given), then uniformly at
     random; ``None`` once every valid architecture was proposed."""
@@ -59,9 +68,7 @@ class UnseenSampler:
         self.rng = rng
         self.max_tries = max_tries
         self.proposed: set[Encoding] = set()
-        self._initial = space.encode(initial) if initial is not None else None
-        if self._initial is not None and not space.is_valid_encoding(self._initial):
-            raise ValueError(f"initial architecture {initial} breaks {space.violations(space.decode(self._initial))}")
+        self._initial = valid_initial(space, initial) if initial is not None else None
 
     def take(self, encoding: Encoding) -> bool:
         """Mark ``encoding`` proposed when it is valid and new; False otherwise."""

@@ -28,7 +28,7 @@ import torch
 from nas.env import ControllerEnv, State, make_env
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.space import Architecture, Encoding, SearchSpace
-from nas.strategies.base import Proposal, sample_valid
+from nas.strategies.base import Proposal, sample_valid, valid_initial
 
 
 @dataclass
@@ -149,9 +149,7 @@ class PPOStrategy:
         self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
         self.rng = np.random.default_rng(seed)  # for restarts after a failed initial architecture
 
-        self.initial: Encoding = space.encode(initial) if initial is not None else space.default_encoding()
-        if not space.is_valid_encoding(self.initial):
-            raise ValueError(f"initial architecture {space.decode(self.initial)} breaks {space.violations(space.decode(self.initial))}")
+        self.initial: Encoding = valid_initial(space, initial) if initial is not None else space.default_encoding()
         self.incumbent: tuple[Encoding, float] | None = None
         self.values: dict[Encoding, float | None] = {}  # every architecture told so far
         self.iteration = 0
@@ -368,6 +366,7 @@ class PPOStrategy:
                 "iteration": self.iteration,
                 "reward_mean": float(b["reward"].mean()),
                 "reward_max": float(b["reward"].max()),
+                "reward_min": float(b["reward"].min()),  # ppo.failure_reward when a candidate of the iteration failed
                 "episode_return_mean": float(np.mean(returns_of_episodes)),
                 "episode_return_max": float(np.max(returns_of_episodes)),
                 "best_value": self.incumbent[1] if self.incumbent else float("nan"),

@@ -32,6 +32,8 @@ def make_task(config, tokenizer_texts: Sequence[str] = (), with_test: bool = Fal
     with ``evaluate(..., split="test")``; audio's ``task.test_files`` are then reported with the test
     split instead of the validation split. A search never reads the test split.
     """
+    if callable(getattr(config, "validate", None)):  # a TaskConfig: every setting, before any file is read
+        config.validate()
     name = getattr(config.name, "value", config.name)
     test = {"test_file": getattr(config, "test_file", None), "test_size": getattr(config, "test_size", None)} if with_test else {}
     if name == "image_classification":

@@ -8,7 +8,6 @@ sets (``test_files``) are reported as ``<name>_accuracy`` but never give the rew
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +17,14 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError
+from nas.tasks.data import DataError, check_data_file, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
 
 def read_audio(path: str, audio_key: str, label_key: str, n: int | None, sampling_rate: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` clips as (N, samples) float32 in [-1, 1] and their labels; checks the sampling rate."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{key}: data file '{file}' does not exist")
+    file = check_data_file(path, key)
     if file.suffix != ".npz":
         raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{audio_key}', '{label_key}', 'sampling_rate')")
     try:
@@ -35,11 +32,13 @@ def read_audio(path: str, audio_key: str, label_key: str, n: int | None, samplin
             missing = [k for k in (audio_key, label_key, "sampling_rate") if k not in arrays.files]
             if missing:
                 raise DataError(f"{key}: '{file}' has no array {missing} (arrays: {arrays.files})")
-            audio, labels, rate = arrays[audio_key][:n], arrays[label_key][:n], arrays["sampling_rate"]
+            audio, labels, rate = arrays[audio_key], arrays[label_key][:n], arrays["sampling_rate"]
+            clips, audio = len(audio), audio[:n]
     except DataError:
         raise
     except Exception as exc:  # not a zip, pickled objects, a 0-d array...
         raise DataError(f"{key}: cannot read '{file}': {exc}") from exc
+    warn_if_short(clips, n, file, key)
     try:
         rate_ok = rate.size == 1 and int(rate) == sampling_rate
     except (TypeError, ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,23 +11,28 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError
+from nas.tasks.data import DataError, check_data_file, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
 
 def read_images(path: str, image_key: str, label_key: str, n: int | None, image_size: int, num_channels: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` images as (N, C, H, W) uint8 and their labels; checks shape against the task."""
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{key}: data file '{file}' does not exist")
+    file = check_data_file(path, key)
     if file.suffix != ".npz":
         raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{image_key}' and '{label_key}')")
-    with np.load(file) as arrays:
-        missing = [k for k in (image_key, label_key) if k not in arrays.files]
-        if missing:
-            raise DataError(f"{key}: '{file}' has no array {missing} (arrays: {arrays.files})")
-        images, labels = arrays[image_key][:n], arrays[label_key][:n]
+    try:
+        with np.load(file) as arrays:
+            missing = [k for k in (image_key, label_key) if k not in arrays.files]
+            if missing:
+                raise DataError(f"{key}: '{file}' has no array {missing} (arrays: {arrays.files})")
+            images, labels = arrays[image_key], arrays[label_key][:n]
+    except DataError:
+        raise
+    except Exception as exc:  # not a zip, pickled objects, a truncated file...
+        raise DataError(f"{key}: cannot read '{file}' as a .npz archive: {exc}") from exc
+    warn_if_short(len(images), n, file, key)
+    images = images[:n]
     if len(images) == 0:
         raise DataError(f"{key}: '{file}' has no images")
     if images.ndim == 3:  # (N, H, W): one channel

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from nas.tasks.base import epoch_batches, eval_split, first_rows, label_fields
-from nas.tasks.data import DataError, read_table
+from nas.tasks.data import DataError, check_label_types, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
 METRICS = ("accuracy", "macro_f1")
@@ -28,12 +28,16 @@ class TextClassificationTask:
         self.metric = metric
         train = read_table(train_file, [text_column, label_column], "task.train_file", nrows=train_size)
         val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)
+        check_label_types(train[label_column], label_column, train_file, "task.train_file")
+        check_label_types(val[label_column], label_column, validation_file, "task.validation_file")
         self.labels = sorted(train[label_column].unique().tolist(), key=str)
         if len(self.labels) < 2:
             raise DataError(f"task.train_file: '{train_file}' has a single label {self.labels} in its {first_rows(train_size)}")
         held_out = {"validation": ("task.validation_file", val)}
         if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
-            held_out["test"] = ("task.test_file", read_table(test_file, [text_column, label_column], "task.test_file", nrows=test_size))
+            test = read_table(test_file, [text_column, label_column], "task.test_file", nrows=test_size)
+            check_label_types(test[label_column], label_column, test_file, "task.test_file")
+            held_out["test"] = ("task.test_file", test)
         for key, df in held_out.values():
             unseen = sorted(set(df[label_column]) - set(self.labels), key=str)
             if unseen:
