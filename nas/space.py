@@ -158,7 +158,7 @@ def initial_encoding(space: SearchSpace, initial: Mapping[str, Any], where: str 
     try:
         return space.encode(initial)
     except SpaceError as exc:
-        raise SpaceError(f"{where}: {exc} (set {where}=null to start from the middle choices)") from None
+        raise SpaceError(f"{where}: {exc}; set {where}=null to start from the middle choices") from None
 
 
 def as_space(space: SearchSpace | Mapping[str, Sequence[Any]]) -> SearchSpace:

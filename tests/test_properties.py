@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -19,10 +20,19 @@ from hypothesis import strategies as st
 import nas.models
 from nas.config import CONF_DIR
 from nas.models import build_config, build_model, get_family, make_space, parameter_count
-from nas.space import SearchSpace, SpaceError, architecture_key
+from nas.space import Constraint, SearchSpace, SpaceError, architecture_key
 from nas.strategies import make_strategy
 
 PROPERTY = settings(database=None, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # PPO's updates are tiny; on a busy 2-core machine a second intra-op thread makes them several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # -- the shipped spaces, each with every task its family fits ----------------------------------------
@@ -145,22 +155,65 @@ def strategy_settings(draw, variants: list[str]) -> tuple[str, dict[str, Any]]:
     return "ppo", {"ppo": ppo}
 
 
-def check_proposals_are_valid(shipped: Shipped, budget: int, strategy: tuple[str, dict], seed: int, use_initial: bool,
-                              fail_one_in: int | None, proposals: int) -> None:
-    space = shipped.space(budget)
-    # The shipped initial architecture may break a budget tighter than the shipped one.
-    initial = shipped.initial if use_initial and shipped.initial and space.is_valid(shipped.initial) else None
+def propose(space: SearchSpace, strategy: tuple[str, dict], seed: int, initial: dict[str, Any] | None,
+            fail_one_in: int | None, proposals: int) -> list[dict[str, Any]]:
     name, options = strategy
     proposed = drive(make_strategy(name, space, seed=seed, initial=initial, **options), proposals, fail_one_in)
     assert proposed, "the space has a valid architecture, but the strategy proposed none"
     if initial is not None:
         assert proposed[0] == initial
-    for architecture in proposed:
-        assert space.violations(architecture) == [], architecture
-        assert shipped.count(architecture) <= budget, architecture
+    return proposed
 
 
 ALL_VARIANTS = ["random", "evolution", "ppo-modify", "ppo-controller"]
+
+
+@st.composite
+def constrained_spaces(draw) -> SearchSpace:
+    """Small spaces with an additive cost under a drawn budget (a stand-in for max_params) and some forbidden pairs of choices."""
+    sizes = draw(st.lists(st.integers(1, 5), min_size=1, max_size=5), label="sizes")
+    names = [f"d{i}" for i in range(len(sizes))]
+    costs = {name: draw(st.lists(st.integers(0, 20), min_size=n, max_size=n), label=f"costs of {name}") for name, n in zip(names, sizes)}
+    budget = draw(st.integers(sum(map(min, costs.values())), sum(map(max, costs.values()))), label="budget")
+    pair = st.tuples(st.sampled_from(names), st.integers(0, 4))
+    forbidden = draw(st.lists(st.tuples(pair, pair), max_size=4), label="forbidden pairs")
+
+    def within_budget(a):
+        return sum(costs[d][a[d]] for d in names) <= budget
+
+    def allowed(a):
+        return not any(a[d] == c and a[e] == f for (d, c), (e, f) in forbidden if d != e)
+
+    space = SearchSpace.from_dict({name: list(range(n)) for name, n in zip(names, sizes)},
+                                  [Constraint("within budget", within_budget), Constraint("no forbidden pair", allowed)])
+    try:
+        space.first_valid()
+    except SpaceError:
+        assume(False)  # unsatisfiable: make_space would have rejected it
+    return space
+
+
+@settings(PROPERTY, max_examples=60)
+@given(constrained_spaces(), strategy_settings(ALL_VARIANTS), st.integers(0, 2**31 - 1), st.sampled_from([None, 2, 5]))
+def test_every_proposal_satisfies_drawn_constraints(space, strategy, seed, fail_one_in):
+    proposed = propose(space, strategy, seed, None, fail_one_in, proposals=24)
+    for architecture in proposed:
+        assert space.violations(architecture) == [], architecture
+    if strategy[0] != "ppo":  # PPO may revisit; the others propose an architecture once
+        assert len({architecture_key(a) for a in proposed}) == len(proposed)
+    if len(proposed) < 24:  # a strategy gives up only once every valid architecture was proposed
+        valid = {e for e in space.all_encodings() if space.is_valid_encoding(e)}
+        assert {space.encode(a) for a in proposed} == valid
+
+
+def check_proposals_are_valid(shipped: Shipped, budget: int, strategy: tuple[str, dict], seed: int, use_initial: bool,
+                              fail_one_in: int | None, proposals: int) -> None:
+    space = shipped.space(budget)
+    # The shipped initial architecture may break a budget tighter than the shipped one.
+    initial = shipped.initial if use_initial and shipped.initial and space.is_valid(shipped.initial) else None
+    for architecture in propose(space, strategy, seed, initial, fail_one_in, proposals):
+        assert space.violations(architecture) == [], architecture
+        assert shipped.count(architecture) <= budget, architecture
 
 
 @pytest.mark.parametrize("shipped", CLOSED_FORM, ids=ids(CLOSED_FORM))

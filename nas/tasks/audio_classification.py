@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError, check_data_file, warn_if_short
+from nas.tasks.data import DataError, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -25,8 +25,7 @@ METRICS = ("accuracy", "macro_f1")
 def read_audio(path: str, audio_key: str, label_key: str, n: int | None, sampling_rate: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` clips as (N, samples) float32 in [-1, 1] and their labels; checks the sampling rate."""
     file = check_data_file(path, key)
-    if file.suffix != ".npz":
-        raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{audio_key}', '{label_key}', 'sampling_rate')")
+    check_npz(file, key, f"'{audio_key}', '{label_key}', 'sampling_rate'")
     try:
         with np.load(file) as arrays:
             missing = [k for k in (audio_key, label_key, "sampling_rate") if k not in arrays.files]

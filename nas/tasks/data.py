@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,6 +37,14 @@ def check_data_file(path: str | Path, key: str) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"{key}: '{path}' is empty (0 bytes)")
     return path
+
+
+def check_npz(path: Path, key: str, arrays: str) -> None:
+    """A .npz file that is a zip archive (what numpy writes), else a DataError naming ``key`` and the file."""
+    if path.suffix != ".npz":
+        raise DataError(f"{key}: '{path}' is not a .npz file (arrays {arrays})")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{key}: '{path}' is not a .npz archive (not a zip file: write it with numpy.savez)")
 
 
 def warn_if_short(rows: int, nrows: int | None, path: Path, key: str) -> None:

@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError, check_data_file, warn_if_short
+from nas.tasks.data import DataError, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -19,8 +19,7 @@ METRICS = ("accuracy", "macro_f1")
 def read_images(path: str, image_key: str, label_key: str, n: int | None, image_size: int, num_channels: int, key: str) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` images as (N, C, H, W) uint8 and their labels; checks shape against the task."""
     file = check_data_file(path, key)
-    if file.suffix != ".npz":
-        raise DataError(f"{key}: '{file}' is not a .npz file (arrays '{image_key}' and '{label_key}')")
+    check_npz(file, key, f"'{image_key}' and '{label_key}'")
     try:
         with np.load(file) as arrays:
             missing = [k for k in (image_key, label_key) if k not in arrays.files]
@@ -30,7 +29,7 @@ def read_images(path: str, image_key: str, label_key: str, n: int | None, image_
     except DataError:
         raise
     except Exception as exc:  # not a zip, pickled objects, a truncated file...
-        raise DataError(f"{key}: cannot read '{file}' as a .npz archive: {exc}") from exc
+        raise DataError(f"{key}: cannot read '{file}': {exc}") from exc
     warn_if_short(len(images), n, file, key)
     images = images[:n]
     if len(images) == 0:
