@@ -8,6 +8,8 @@ library API does not need Hydra.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -251,6 +253,32 @@ def to_typed(cfg: Any, schema: type = Config) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
 
 
+_RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
+SAVED_CONFIG_RESOLVERS = {"nas_data"}
+
+
+def check_saved_config(raw: Any, where: str) -> None:
+    """A config read back from a run (a folder or a tracking server's artifact) may name no resolver but ${nas_data:...}:
+    ${oc.env:SECRET} in a tampered file would copy this machine's environment into params logged to a shared store."""
+    from omegaconf import OmegaConf
+
+    def strings(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    for text in strings(OmegaConf.to_container(raw, resolve=False)):
+        foreign = set(_RESOLVER.findall(text)) - SAVED_CONFIG_RESOLVERS
+        if foreign:
+            raise ValueError(f"{where}: the saved config uses the resolver {sorted(foreign)} in '{text}'; "
+                             f"a saved search config may only use {sorted(SAVED_CONFIG_RESOLVERS)}")
+
+
 def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
     """The config a search in ``run_dir`` ran with (its .hydra/config.yaml), to resume it.
 
@@ -264,6 +292,8 @@ def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
         raise ValueError(f"resume: '{path}' does not exist; resume takes the output directory of a search started with `nas`")
-    config = to_typed(OmegaConf.load(path))
+    raw = OmegaConf.load(path)
+    check_saved_config(raw, f"resume: '{path}'")
+    config = to_typed(raw)
     config.resume = str(run_dir)
     return config

@@ -37,7 +37,9 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from nas.config import CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, register_configs, to_typed  # noqa: E402
+from nas.config import (  # noqa: E402
+    CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, check_saved_config, register_configs, to_typed,
+)
 from nas.errors import reporting, run_command  # noqa: E402
 from nas.objectives import load_records  # noqa: E402
 
@@ -95,6 +97,7 @@ def load_search(search: str, tracking_uri: str | None = None) -> Search:
 
 def _typed(raw: DictConfig, where: str) -> Config:
     try:
+        check_saved_config(raw, f"search: {where}")
         return to_typed(raw)
     except Exception as exc:
         raise FinalError(f"search: cannot read the search's config {where}: {exc}") from exc

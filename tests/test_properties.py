@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import nas.models
@@ -197,11 +197,13 @@ def constrained_spaces(draw) -> SearchSpace:
 @given(constrained_spaces(), strategy_settings(ALL_VARIANTS), st.integers(0, 2**31 - 1), st.sampled_from([None, 2, 5]))
 def test_every_proposal_satisfies_drawn_constraints(space, strategy, seed, fail_one_in):
     proposed = propose(space, strategy, seed, None, fail_one_in, proposals=24)
+    event(f"{strategy[0]} {strategy[1].get('ppo', {}).get('env', '')}".strip())
     for architecture in proposed:
         assert space.violations(architecture) == [], architecture
     if strategy[0] != "ppo":  # PPO may revisit; the others propose an architecture once
         assert len({architecture_key(a) for a in proposed}) == len(proposed)
     if len(proposed) < 24:  # a strategy gives up only once every valid architecture was proposed
+        event("exhausted the space")
         valid = {e for e in space.all_encodings() if space.is_valid_encoding(e)}
         assert {space.encode(a) for a in proposed} == valid
 

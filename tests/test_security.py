@@ -772,3 +772,14 @@ def test_doc_check_names_the_line_of_a_continued_command():
 ])
 def test_conf_target_check(text, flagged):
     assert [f.split(" (")[0] for f in check_conf_targets(text, "conf/x.yaml")] == flagged
+
+
+def test_a_saved_config_read_back_may_not_use_resolvers_that_read_this_machine(tmp_path):
+    # resume and nas-final read a search's config back, nas-final possibly from a shared tracking server: a tampered
+    # ${oc.env:...} would copy this machine's environment into params logged there.
+    from nas.config import saved_config
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("tracking:\n  run_name: ${oc.env:HOME}\n")
+    with pytest.raises(ValueError, match=r"resolver \['oc.env'\] in '\$\{oc.env:HOME\}'"):
+        saved_config(str(tmp_path))
