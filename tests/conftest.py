@@ -22,6 +22,26 @@ TINY = [
 ]
 
 
+def run_nas(monkeypatch, *args: str) -> int:
+    """The `nas` command with ``args``, in this process (a subprocess pays ~10 s of imports); its exit status."""
+    import logging
+    import sys
+
+    import nas.cli
+
+    monkeypatch.setattr(sys, "argv", ["nas", *args])
+    GlobalHydra.instance().clear()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        nas.cli.main()
+        return 0
+    except SystemExit as exit_:
+        return exit_.code
+    finally:  # Hydra configured logging for its job: give the rest of the session its own back
+        root.handlers[:], root.level = handlers, level
+
+
 def compose_config(overrides: list[str] = ()) -> Config:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -9,25 +9,21 @@ memory limit, a real `mlflow server` stopped by its PID, a real signal to the `n
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
 
 import nas
-import nas.cli
 from nas.runner import read_candidates, run_search
 
-from .conftest import TINY, compose_config
-from .test_tracking_server import Server, start_mlflow_server, stop_mlflow_server
+from .conftest import TINY, compose_config, run_nas
+from .test_tracking_server import start_mlflow_server, stop_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -106,22 +102,6 @@ def exit_on_three(arch):  # module level: the process pool pickles it
     return arch["x"]
 
 
-# -- the nas command in this process (a subprocess would pay ~10 s of imports each time) --------------------
-def nas_main(monkeypatch, *args: str) -> int:
-    """Run the `nas` command with ``args``; its exit status."""
-    monkeypatch.setattr(sys, "argv", ["nas", *args])
-    GlobalHydra.instance().clear()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        nas.cli.main()
-        return 0
-    except SystemExit as exit_:
-        return exit_.code
-    finally:  # Hydra configured logging for its job: give the rest of the session its own back
-        root.handlers[:], root.level = handlers, level
-
-
 def when_recorded(run_dir: Path, count: int, action, timeout: float = 300) -> threading.Thread:
     """Run ``action`` in a thread once ``count`` candidates are in candidates.jsonl."""
 
@@ -160,7 +140,7 @@ def assert_complete_after_resume(run_dir: Path, uri: str, parent_id: str, budget
 def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, monkeypatch, capsys, signum):
     run_dir = tmp_path / "run"
     when_recorded(run_dir, 3, lambda: os.kill(os.getpid(), signum))
-    assert nas_main(monkeypatch, *SEARCH, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}") == 128 + signum
+    assert run_nas(monkeypatch, *SEARCH, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}") == 128 + signum
     err = capsys.readouterr().err
     assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
 
@@ -172,7 +152,7 @@ def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, mo
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]  # the candidate cut short is KILLED
     assert (run_dir / "best" / "config.json").is_file()
 
-    assert nas_main(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
+    assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
     assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded  # kept as it was
     assert_complete_after_resume(run_dir, sqlite_uri, parent_id)
 
@@ -186,7 +166,7 @@ def test_a_tracking_server_that_goes_away_stops_the_search_and_a_resume_finishes
         when_recorded(run_dir, 6, lambda: stop_mlflow_server(server))  # after PPO's first iteration (at most 5 candidates)
         start = time.monotonic()
         longer = [o for o in SEARCH if not o.startswith(("budget=", "ppo.iterations="))] + ["budget=12", "ppo.iterations=10"]
-        status = nas_main(monkeypatch, *longer, "tracking=server", f"tracking.uri={server.url}", "tracking.retry_seconds=4",
+        status = run_nas(monkeypatch, *longer, "tracking=server", f"tracking.uri={server.url}", "tracking.retry_seconds=4",
                           f"hydra.run.dir={run_dir}")
         stopped_after = time.monotonic() - start
         err = capsys.readouterr().err
@@ -198,7 +178,7 @@ def test_a_tracking_server_that_goes_away_stops_the_search_and_a_resume_finishes
         assert stopped_after < 240, "the search waited far longer than tracking.retry_seconds"
 
         server = start_mlflow_server(tmp_path / "server", port=server.port)  # the same store, back again
-        assert nas_main(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0, capsys.readouterr().err
+        assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0, capsys.readouterr().err
         assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded
         parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]
         assert_complete_after_resume(run_dir, server.url, parent_id, budget=12)

@@ -15,7 +15,7 @@ from nas.config import saved_config
 from nas.runner import ResumeError, read_candidates, run_search
 from nas.search import ReplayError
 
-from .conftest import TINY, compose_config
+from .conftest import TINY, compose_config, run_nas
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def child_runs(uri: str, experiment: str) -> list:
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
+def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     reference = tmp_path / "reference"
     run_search(compose_config(SEARCH + [f"tracking.uri={uri}", "tracking.experiment_name=reference"]), reference)
@@ -55,9 +55,7 @@ def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
     parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]
     assert MlflowClient(uri).get_run(parent_id).info.status == "RUNNING"  # what a kill -9 leaves
 
-    resume = subprocess.run([sys.executable, "-m", "nas", f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
 
     assert history(run_dir) == history(reference)  # nothing lost, nothing trained twice, the same search
     client = MlflowClient(uri)

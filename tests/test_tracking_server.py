@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from .conftest import TINY
-from .test_e2e import nas_cli, read_jsonl
+from .conftest import TINY, run_nas
+from .test_e2e import read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -141,9 +141,10 @@ def test_the_server_listens_on_loopback_only(mlflow_server):
     assert get(api)[0] == 200 and get(api, host="nas.example.com")[0] == 403
 
 
-def test_a_search_tracked_by_the_server(tmp_path, mlflow_server):
+def test_a_search_tracked_by_the_server(tmp_path, mlflow_server, monkeypatch):
     run_dir = tmp_path / "run"
-    nas_cli(*TINY, "tracking=server", f"tracking.uri={mlflow_server.url}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # to show below that the client wrote no store of its own
+    assert run_nas(monkeypatch, *TINY, "tracking=server", f"tracking.uri={mlflow_server.url}", f"hydra.run.dir={run_dir}") == 0
 
     client = MlflowClient(tracking_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("nas")
