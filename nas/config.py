@@ -289,6 +289,8 @@ def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
 
     if overrides:
         raise ValueError(f"resume={run_dir} continues the search with its saved config; drop the other overrides: {' '.join(overrides)}")
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"resume: '{run_dir}' is not a directory; resume takes the output directory of a search started with `nas`")
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
         raise ValueError(f"resume: '{path}' does not exist; resume takes the output directory of a search started with `nas`")

@@ -366,6 +366,8 @@ def validate_config(config: Config) -> None:
     config.fidelity.validate(config.trainer.max_steps)
     config.parallel.validate()
     config.tracking.validate()
+    config.task.validate()
+    config.search_space.validate(config.task.name.value)
     if config.budget is not None and config.budget < 1:
         raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
 
