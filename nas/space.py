@@ -134,13 +134,25 @@ def dimension_problem(choices: Any) -> str | None:
         return f"must be a list of choices, got {choices!r}"
     if not choices:
         return "has an empty choice list"
-    seen = set()
+    # Same JSON text, or == (1 and 1.0, 0 and False): encode() looks choices up with ==, so either kind
+    # of twin would decode to the other one.
+    seen: list[tuple[str, Any]] = []
     for c in choices:
         marker = json.dumps(c, sort_keys=True, default=str)
-        if marker in seen:
-            return f"lists choice {c!r} twice"
-        seen.add(marker)
+        for marker_before, before in seen:
+            if marker == marker_before:
+                return f"lists choice {c!r} twice"
+            if _equal(c, before):
+                return f"lists choice {c!r} twice (as {before!r}, which equals it)"
+        seen.append((marker, c))
     return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. numpy arrays compare element-wise
+        return False
 
 
 def check_dimensions(dimensions: Any, where: str = "search_space.dimensions") -> None:

@@ -134,7 +134,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(tmp_path, sqlite
     [
         ("task.train_file=/nonexistent/reviews.csv", DataError, "task.train_file: data file '/nonexistent/reviews.csv' does not exist"),
         ("task.label_column=stars", DataError, r"has no column \['stars'\]"),
-        ("search_space.dimensions.hidden_size=[]", SpaceError, "dimension 'hidden_size' has an empty choice list"),
+        ("search_space.dimensions.hidden_size=[]", SpaceError, r"search_space\.dimensions\.hidden_size has an empty choice list"),
         ("search_space.max_params=10", SpaceError, "no architecture satisfying"),
         ("+search_space.dimensions.n_embd=[32]", SpaceError, "n_embd"),
         ("task=translation search_space=gpt2_small", SpaceError, "family 'gpt2' does not fit task 'translation'"),

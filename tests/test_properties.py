@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ def shipped_spaces() -> list[Shipped]:
         spec = load_yaml(path)
         home = home_task(path.stem, spec["family"])
         for task in get_family(spec["family"]).tasks:
-            found.append(Shipped(path.stem, spec["family"], task, spec["dimensions"], spec.get("initial") or {}, task_fields(task), task == home))
+            found.append(Shipped(path.stem, spec["family"], task, spec["dimensions"], spec.get("initial") or {},
+                                 task_fields(task), home=task == home))
     return found
 
 
@@ -210,7 +212,7 @@ def constrained_spaces(draw) -> SearchSpace:
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
-@settings(PROPERTY, max_examples=15)
+@settings(PROPERTY, max_examples=10)
 @given(data=st.data(), space=constrained_spaces(), seed=st.integers(0, 2**31 - 1), fail_one_in=st.sampled_from([None, 2, 5]))
 def test_every_proposal_satisfies_drawn_constraints(variant, data, space, seed, fail_one_in):
     strategy = data.draw(strategy_settings([variant]), label="strategy")
@@ -227,6 +229,7 @@ def test_every_proposal_satisfies_drawn_constraints(variant, data, space, seed, 
 
 def check_proposals_are_valid(shipped: Shipped, budget: int, strategy: tuple[str, dict], seed: int, use_initial: bool,
                               fail_one_in: int | None, proposals: int) -> None:
+    event(shipped.stem)  # which spaces a run covered (--hypothesis-show-statistics)
     space = shipped.space(budget)
     # The shipped initial architecture may break a budget tighter than the shipped one.
     initial = shipped.initial if use_initial and shipped.initial and space.is_valid(shipped.initial) else None
@@ -235,11 +238,13 @@ def check_proposals_are_valid(shipped: Shipped, budget: int, strategy: tuple[str
         assert shipped.count(architecture) <= budget, architecture
 
 
-@pytest.mark.parametrize("shipped", CLOSED_FORM, ids=ids(CLOSED_FORM))
+# Parametrized by strategy, so each variant is certain to run; the shipped space is drawn.
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
 @settings(PROPERTY, max_examples=3)
-@given(data=st.data(), strategy=strategy_settings(ALL_VARIANTS), seed=st.integers(0, 2**31 - 1), use_initial=st.booleans(),
+@given(data=st.data(), shipped=st.sampled_from(CLOSED_FORM), seed=st.integers(0, 2**31 - 1), use_initial=st.booleans(),
        fail_one_in=st.sampled_from([None, 2, 5]))
-def test_every_proposal_satisfies_the_constraints(shipped, data, strategy, seed, use_initial, fail_one_in):
+def test_every_proposal_satisfies_the_constraints(variant, data, shipped, seed, use_initial, fail_one_in):
+    strategy = data.draw(strategy_settings([variant]), label="strategy")
     # Anywhere from the smallest architecture's count (few valid ones) to the largest's.
     budget = data.draw(st.integers(*shipped.count_range), label="max_params")
     check_proposals_are_valid(shipped, budget, strategy, seed, use_initial, fail_one_in, proposals=24)
@@ -247,13 +252,14 @@ def test_every_proposal_satisfies_the_constraints(shipped, data, strategy, seed,
 
 # Meta-counted families cost tens of ms per count, so: fewer proposals, budgets that leave more than a
 # sliver of the space valid (rejection sampling finds them), and no controller env, whose masks build
-# every architecture of each infeasible prefix (30-70 s per example here). The controller env itself
+# every architecture under each infeasible prefix (5-70 s per example here). The controller env itself
 # is family-agnostic and covered on the closed-form spaces above.
-@pytest.mark.parametrize("shipped", META_COUNTED, ids=ids(META_COUNTED))
-@settings(PROPERTY, max_examples=2)
-@given(data=st.data(), strategy=strategy_settings(["random", "evolution", "ppo-modify"]), seed=st.integers(0, 2**31 - 1),
-       use_initial=st.booleans(), fail_one_in=st.sampled_from([None, 2, 5]))
-def test_every_proposal_satisfies_the_constraints_meta_counted(shipped, data, strategy, seed, use_initial, fail_one_in):
+@pytest.mark.parametrize("variant", ["random", "evolution", "ppo-modify"])
+@settings(PROPERTY, max_examples=3)
+@given(data=st.data(), shipped=st.sampled_from(META_COUNTED), seed=st.integers(0, 2**31 - 1), use_initial=st.booleans(),
+       fail_one_in=st.sampled_from([None, 2, 5]))
+def test_every_proposal_satisfies_the_constraints_meta_counted(variant, data, shipped, seed, use_initial, fail_one_in):
+    strategy = data.draw(strategy_settings([variant]), label="strategy")
     smallest, largest = shipped.count_range
     budget = data.draw(st.integers(smallest + (largest - smallest) // 4, largest), label="max_params")
     check_proposals_are_valid(shipped, budget, strategy, seed, use_initial, fail_one_in, proposals=12)
@@ -262,7 +268,7 @@ def test_every_proposal_satisfies_the_constraints_meta_counted(shipped, data, st
 # -- 2. the space's parameter count is the real model's ----------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("shipped", SHIPPED, ids=ids(SHIPPED))
-@settings(PROPERTY, max_examples=10, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(PROPERTY, max_examples=10)
 @given(data=st.data())
 def test_predicted_parameter_count_is_the_real_models(shipped, data):
     # No budget: every structurally valid architecture, the largest included.
@@ -281,10 +287,12 @@ def test_predicted_parameter_count_is_the_real_models(shipped, data):
 
 
 # -- 3. encoding: decode and encode are inverse; invalid choice lists are rejected, naming the dimension --
-choices = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=6))
-# unique=True means unique under == (so not both 1 and True): see the xfail test below for lists that are not.
+# Quotes, backslashes and regex metacharacters, often: error messages quote dimension names.
+TEXT = st.text(alphabet=string.ascii_letters + string.digits + " _.-'\"\\[](){}*+?^$|éß漢", max_size=8)
+choices = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), TEXT)
+# unique=True means unique under == (so not both 1 and True): lists that are not are rejected (test below).
 choice_lists = st.lists(choices, min_size=1, max_size=5, unique=True)
-dimension_dicts = st.dictionaries(st.text(min_size=1, max_size=8), choice_lists, min_size=1, max_size=5)
+dimension_dicts = st.dictionaries(TEXT.filter(bool), choice_lists, min_size=1, max_size=5)
 
 
 @st.composite
@@ -293,7 +301,7 @@ def spaces_and_encodings(draw) -> tuple[SearchSpace, tuple[int, ...]]:
     return space, draw(st.tuples(*(st.integers(0, n - 1) for n in space.sizes)))
 
 
-@settings(PROPERTY, max_examples=150)
+@settings(PROPERTY, max_examples=100)
 @given(spaces_and_encodings(), st.randoms(use_true_random=False))
 def test_encode_and_decode_are_inverse(space_and_encoding, rng):
     space, encoding = space_and_encoding
@@ -331,15 +339,10 @@ equal_but_distinct = st.one_of(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="SearchSpace accepts choices that are == but differ in type (0 and False, 1 and 1.0); "
-                                       "encode() then maps the second to the first's index, so decode(encode(a)) != a")
 @settings(PROPERTY, max_examples=20)
 @given(equal_but_distinct, st.booleans())
-def test_choices_equal_under_eq_are_rejected_or_round_trip(pair, swap):
+def test_choices_equal_under_eq_are_rejected_as_duplicates(pair, swap):
+    # encode() finds a choice with ==, so keeping both would decode the second as the first.
     listed = list(reversed(pair)) if swap else list(pair)
-    try:
-        space = SearchSpace.from_dict({"p": listed})
-    except SpaceError:
-        return  # rejected as duplicates: fine
-    for encoding in space.all_encodings():
-        assert space.encode(space.decode(encoding)) == encoding, listed
+    with pytest.raises(SpaceError, match=r"dimension 'p' lists choice .* twice"):
+        SearchSpace.from_dict({"p": listed})
