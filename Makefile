@@ -20,9 +20,12 @@ setup-test: setup
 run: setup
 	$(BIN)/nas $(ARGS)
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; worksteal evens out the long end-to-end tests): many tests
+# wait on subprocesses, servers and imports, so two workers finish sooner even on 2 cores. TEST_WORKERS=0: one process.
 # pytest exits 5 when it collects no test: here that is a broken suite, not a pass.
+TEST_WORKERS ?= 2
 test: setup-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:
