@@ -128,6 +128,21 @@ def worker_threads(workers: int, threads: int | None) -> int:
     return threads or max(1, (os.cpu_count() or 1) // workers)
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How pool workers start. Never a fork of the search process: its Python threads (MLflow's, torch's) can
+    leave locks held in the child. Where it exists, forkserver: workers fork from a server process that only
+    imported torch and the candidate code (no Python threads; the BLAS and allocator threads of those imports
+    handle fork, as for torch's DataLoader workers), so a pool starts in well under a second instead of each
+    worker importing torch (seconds); the server lives as long as the search process, and later pools reuse it.
+    Elsewhere (Windows) spawn: a fresh interpreter per worker."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # __main__ as spawn has it: an objective defined in the user's script unpickles in the worker.
+    context.set_forkserver_preload(["__main__", "nas.candidate"])
+    return context
+
+
 # The objective of this worker process, set once by the pool's initializer.
 _WORKER_OBJECTIVE: Callable | None = None
 
@@ -171,8 +186,7 @@ class ProcessPoolEvaluator:
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn: a fresh interpreter, no inherited threads or locks (fork with torch and MLflow's threads can deadlock).
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(),
                                              initializer=_init_worker, initargs=(self.objective, self.threads, self.memory_limit_mb))
         return self._pool
 
