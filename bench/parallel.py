@@ -83,7 +83,7 @@ def main() -> None:
     report += [f"| {r['setting']} | {r['candidates']} | {r['wall_s']} | {r['candidates_per_min']} | {r['speedup_vs_1_worker_1_thread']}x | "
                f"{r['speedup_vs_default']}x |" for r in rows]
     report += ["", f"Same candidates and metrics in every 1-thread setting: **{identical}**.",
-               "Wall time includes start-up (worker processes import torch and receive the task once)."]
+               "Wall time includes start-up (the workers start and receive the task once)."]
     (out / "report.md").write_text("\n".join(report) + "\n")
     (out / "results.json").write_text(json.dumps({"rows": rows, "identical": identical}, indent=2))
     print("\n".join(report))
