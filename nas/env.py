@@ -1,18 +1,25 @@
-"""The two MDPs PPO can act in (``ppo.env``); both mask every action that leads to an invalid architecture.
+"""The two MDPs PPO can act in (``ppo.env``). An episode ends at one architecture: its candidate.
 
-``modify`` (default): an episode starts from the best architecture so far and applies up to
-``horizon`` modifications. State: the current architecture (one-hot choice per dimension) and the
-step (one-hot, 0..horizon). Actions: "set dimension d to choice c" for every (d, c), plus "stop".
-Every modification is a candidate; its reward is the change in metric it caused.
+Both mask every action that leads to an invalid architecture, and every way of ending an episode at
+an architecture in ``excluded`` (evaluated or pending): every proposal is new, so a free revisit is
+never credited as a discovery. An episode that can reach no new architecture is a dead end (all its
+actions masked) and proposes nothing.
+
+``modify`` (default): an episode starts from an evaluated architecture and applies up to
+``horizon`` modifications, then proposes where it stands ("stop" ends it early, allowed only on a
+new architecture). State: the current architecture (one-hot choice per dimension) and the step
+(one-hot, 0..horizon). Actions: "set dimension d to choice c" for every (d, c), plus "stop".
 
 ``controller``: the classic NAS controller. An episode chooses one dimension's value per step, in
-order, and the complete architecture is the candidate; its metric is the reward of the last step.
-State: the choices made so far (one-hot, zeros for dimensions not chosen yet) and the step. A choice
-is masked when no valid architecture completes it. The state after the last choice (the complete
-architecture) is what the value network scores when proposals are screened.
+order, and proposes the complete architecture. State: the choices made so far (one-hot, zeros for
+dimensions not chosen yet) and the step. A choice is masked when no valid architecture completes it.
+
+Either way the reward is the proposed architecture's metric, on the episode's last step.
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 import numpy as np
 
@@ -22,10 +29,9 @@ State = tuple[Encoding, int]  # (architecture or prefix of choices, step)
 
 
 class ArchitectureEnv:
-    """``ppo.env=modify``: walk from the incumbent by changing one dimension per step."""
+    """``ppo.env=modify``: walk from an evaluated architecture by changing one dimension per step."""
 
     name = "modify"
-    delta_rewards = True  # reward = M(s') - M(s)
 
     def __init__(self, space: SearchSpace, horizon: int):
         if horizon < 1:
@@ -38,9 +44,16 @@ class ArchitectureEnv:
         self.num_actions = len(self.actions) + 1
         self._offsets = np.cumsum([0, *space.sizes[:-1]])
         self.observation_size = sum(space.sizes) + horizon + 1
+        self._valid: dict[Encoding, bool] = {}  # masks ask the same architectures again and again
 
     def start(self, incumbent: Encoding) -> State:
         return incumbent, 0
+
+    def is_valid(self, encoding: Encoding) -> bool:
+        known = self._valid.get(encoding)
+        if known is None:
+            known = self._valid[encoding] = self.space.is_valid_encoding(encoding)
+        return known
 
     def observation(self, state: State) -> np.ndarray:
         encoding, step = state
@@ -49,13 +62,15 @@ class ArchitectureEnv:
         obs[sum(self.space.sizes) + step] = 1.0
         return obs
 
-    def action_mask(self, state: State) -> np.ndarray:
-        encoding = state[0]
+    def action_mask(self, state: State, excluded: Container[Encoding] = ()) -> np.ndarray:
+        encoding, step = state
+        last = step + 1 >= self.horizon  # a move now ends the episode where it lands
         mask = np.zeros(self.num_actions, dtype=bool)
         for a, (d, c) in enumerate(self.actions):
             if c != encoding[d]:
-                mask[a] = self.space.is_valid_encoding(self.apply(encoding, a))
-        mask[self.stop_action] = True
+                nxt = self.apply(encoding, a)
+                mask[a] = self.is_valid(nxt) and not (last and nxt in excluded)
+        mask[self.stop_action] = encoding not in excluded
         return mask
 
     def apply(self, encoding: Encoding, action: int) -> Encoding:
@@ -66,19 +81,19 @@ class ArchitectureEnv:
         return encoding[:d] + (c,) + encoding[d + 1 :]
 
     def step(self, state: State, action: int) -> tuple[State, Encoding | None, bool]:
-        """(next state, the architecture to evaluate or None, whether the episode ends after this step)."""
+        """(next state, the proposed architecture when the episode ends here else None, whether it ends)."""
         encoding, step = state
         if action == self.stop_action:
-            return state, None, True
+            return state, encoding, True
         nxt = self.apply(encoding, action)
-        return (nxt, step + 1), nxt, step + 1 >= self.horizon
+        done = step + 1 >= self.horizon
+        return (nxt, step + 1), (nxt if done else None), done
 
 
 class ControllerEnv:
     """``ppo.env=controller``: choose each dimension's value in turn; the complete architecture is the candidate."""
 
     name = "controller"
-    delta_rewards = False  # reward = M(architecture), on the last step
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -110,11 +125,12 @@ class ControllerEnv:
             self._completable[prefix] = known
         return known
 
-    def action_mask(self, state: State) -> np.ndarray:
+    def action_mask(self, state: State, excluded: Container[Encoding] = ()) -> np.ndarray:
         prefix, step = state
+        last = step + 1 == self.num_dimensions
         mask = np.zeros(self.num_actions, dtype=bool)
         for c in range(self.sizes[step]):
-            mask[c] = self.completable(prefix + (c,))
+            mask[c] = self.completable(prefix + (c,)) and not (last and prefix + (c,) in excluded)
         return mask
 
     def step(self, state: State, action: int) -> tuple[State, Encoding | None, bool]:

@@ -1,17 +1,25 @@
-"""PPO over architectures, in either MDP of nas.env (``ppo.env``).
+"""PPO over architectures, with a learned model of the metric to train on between real evaluations.
 
-``modify`` (default): an episode starts from the best architecture found so far (the initial one
-until something beats it) and applies up to ``horizon`` modifications sampled from pi_theta(a|s).
-The reward of a step is the change in metric it caused, M(s') - M(s), so with gamma = 1 an
-episode's return is its total gain; "stop" earns 0.
-``controller``: an episode picks every dimension's value in turn and earns the metric of the
-architecture it built. With ``screening`` = K > 1, K episodes are sampled from the policy and only
-the one whose complete architecture the value network rates highest is trained; the value network
-learns V(complete architecture) = its metric from every architecture evaluated so far.
+A round: ``population_size`` episodes sampled from pi_theta(a|s) each end at one new architecture
+(``nas.env``: seen and pending architectures are masked, so no proposal repeats), and those
+architectures are evaluated together. An episode's reward is its architecture's metric on its last
+step. Then:
 
-A failed candidate earns ``failure_reward`` and ends the episode. After ``population_size``
-episodes the policy and value networks get one PPO update (GAE advantages, clipped surrogate,
-value loss, entropy bonus, minibatch epochs, gradient clipping).
+1. The value ensemble (``nas.surrogate.ValueEnsemble``, the search's value network) is refitted to
+   every evaluation so far: M(architecture) with an uncertainty.
+2. One PPO update on the round's real episodes (GAE advantages from the critic V(s), clipped
+   surrogate, value loss, entropy bonus, minibatch epochs, gradient clipping).
+3. DyNA-PPO (Angermueller et al., ICLR 2020): while the ensemble is accurate enough (out-of-bag
+   R^2 >= ``model_min_r2``), ``model_iterations`` more PPO updates on ``model_episodes`` simulated
+   episodes each, rewarded by the ensemble's optimistic estimate (mean + ``exploration`` x std) of
+   the architecture they end at. The policy learns from thousands of transitions per round instead
+   of a few dozen real ones.
+
+Rewards are the metric standardised over the evaluations so far (so real and simulated episodes
+share one scale); a failed candidate counts as the worst metric seen so far minus a tenth of the
+observed range (or ``failure_reward``, in the metric's units). ``modify`` episodes start from one of
+the ``start_pool`` best architectures evaluated so far; when every episode of a round is a dead end,
+the ensemble picks a restart among random unseen architectures.
 """
 
 from __future__ import annotations
@@ -29,28 +37,35 @@ from nas.env import ControllerEnv, State, make_env
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
+from nas.surrogate import ValueEnsemble
 
 
 @dataclass
 class PPOConfig:
-    iterations: int | None = 10  # PPO updates; None runs until the evaluation budget is spent
-    population_size: int = 8  # episodes per iteration; the architectures they visit are its candidates
+    iterations: int | None = None  # rounds (real PPO updates); None runs until the evaluation budget is spent
+    population_size: int = 8  # episodes per round: the round's candidates, evaluated together
     horizon: int = 3  # modifications per episode at most (the MDP's horizon T)
-    gamma: float = 0.99  # discount; 1.0 makes an episode's return its total metric gain
+    gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda: 1 is Monte-Carlo return - V, 0 the one-step Bellman residual
     clip_coef: float = 0.2  # the surrogate clipping coefficient
-    learning_rate: float = 3e-3  # Adam step size for both networks
-    update_epochs: int = 4  # passes over an iteration's transitions per update
+    learning_rate: float = 3e-3  # Adam step size for the policy and the critic (0 freezes them: an ablation)
+    update_epochs: int = 4  # passes over a batch of transitions per update
     num_minibatches: int = 2  # minibatches per pass
     ent_coef: float = 0.01  # entropy bonus coefficient
     vf_coef: float = 0.5  # value-loss coefficient
     max_grad_norm: float = 0.5  # global gradient-norm clip
     norm_adv: bool = True  # normalise advantages within each minibatch
-    hidden_size: int = 64  # width of the policy and value MLPs
-    failure_reward: float = -1.0  # reward for reaching an architecture whose evaluation failed
-    max_stale_episodes: int = 50  # consecutive episodes proposing nothing new before a random unseen architecture is tried instead
-    env: str = "modify"  # modify: walk from the incumbent; controller: choose each dimension in turn (see nas/env.py)
-    screening: int = 1  # controller env: episodes sampled per candidate, the value network's favourite is trained (1 = off)
+    hidden_size: int = 64  # width of the policy and critic MLPs
+    failure_reward: Optional[float] = None  # the metric a failed candidate counts as; None: worst seen minus 10% of the range
+    start_pool: int = 4  # modify env: episodes start from one of the best start_pool architectures evaluated so far
+    model_iterations: int = 10  # PPO updates on simulated episodes after each round (0: model-free PPO)
+    model_episodes: int = 64  # simulated episodes per model-based update
+    model_min_r2: float = 0.0  # the value ensemble's out-of-bag R^2 needed before the policy trains on it
+    model_min_points: int = 8  # successful evaluations needed before the ensemble is trusted at all
+    exploration: float = 1.0  # simulated reward = ensemble mean + exploration x ensemble std
+    ensemble_members: int = 8  # members of the value ensemble (bootstrap resamples)
+    env: str = "modify"  # modify: walk from evaluated architectures; controller: choose each dimension in turn (see nas/env.py)
+    screening: int = 1  # controller env: episodes sampled per candidate, the ensemble's favourite is trained (1 = off)
     init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
 
     def validate(self) -> None:
@@ -59,18 +74,25 @@ class PPOConfig:
             ("iterations", self.iterations is None or self.iterations >= 1, ">= 1 (or null)"),
             ("population_size", self.population_size >= 1, ">= 1"), ("horizon", self.horizon >= 1, ">= 1"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"), ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
-            ("clip_coef", self.clip_coef > 0, "> 0"), ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a positive number"),
+            ("clip_coef", self.clip_coef > 0, "> 0"),
+            ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate >= 0, "a number >= 0"),
             ("update_epochs", self.update_epochs >= 1, ">= 1"), ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
             ("ent_coef", self.ent_coef >= 0, ">= 0"), ("vf_coef", self.vf_coef >= 0, ">= 0"), ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
-            ("hidden_size", self.hidden_size >= 1, ">= 1"), ("failure_reward", math.isfinite(self.failure_reward), "finite"),
-            ("max_stale_episodes", self.max_stale_episodes >= 1, ">= 1"), ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
+            ("hidden_size", self.hidden_size >= 1, ">= 1"),
+            ("failure_reward", self.failure_reward is None or math.isfinite(self.failure_reward), "finite (or null)"),
+            ("start_pool", self.start_pool >= 1, ">= 1"), ("model_iterations", self.model_iterations >= 0, ">= 0"),
+            ("model_episodes", self.model_episodes >= 1, ">= 1"), ("model_min_r2", math.isfinite(self.model_min_r2), "finite"),
+            ("model_min_points", self.model_min_points >= 3, ">= 3"),
+            ("exploration", math.isfinite(self.exploration) and self.exploration >= 0, "a number >= 0"),
+            ("ensemble_members", self.ensemble_members >= 2, ">= 2"),
+            ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
             ("screening", self.screening >= 1, ">= 1"),
         ]
         for key, ok, expected in checks:
             if not ok:
                 raise ValueError(f"ppo.{key} must be {expected}, got {getattr(self, key)!r}")
         if self.screening > 1 and self.env != "controller":
-            raise ValueError(f"ppo.screening={self.screening} needs ppo.env=controller (the value network scores complete architectures)")
+            raise ValueError(f"ppo.screening={self.screening} needs ppo.env=controller (the ensemble scores complete architectures)")
 
 
 CONTROLLER_FORMAT = "nas-ppo-controller/1"
@@ -111,25 +133,31 @@ def controller_mismatch(state: dict[str, Any], space: SearchSpace, config: PPOCo
 
 
 @dataclass
-class _Episode:
-    """One episode of an iteration: where it is, what it has earned, and its transitions."""
+class Episode:
+    """One episode's transitions and the architecture it proposes (None: a dead end, nothing new in reach)."""
 
-    state: State
-    state_value: float
-    plan: list[int] = field(default_factory=list)  # actions of a screened episode still to take
-    transitions: dict[str, list] = field(default_factory=lambda: {k: [] for k in TRANSITION_KEYS})
-    episode_return: float = 0.0
-    new: bool = False  # proposed an architecture not seen before
-    done: bool = False
+    obs: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    proposal: Encoding | None = None
+    on_policy: bool = True  # False when screening chose it: its log-probabilities are not the sampler's, so PPO skips it
 
 
-TRANSITION_KEYS = ("obs", "mask", "action", "logprob", "value", "reward", "done")
+class _Excluded:
+    """Architectures no episode may end at: the evaluated ones and this round's pending ones."""
+
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def __contains__(self, encoding) -> bool:
+        return any(encoding in part for part in self.parts)
 
 
 class PPOStrategy:
-    """Each iteration runs ``population_size`` episodes from the incumbent, in lockstep rounds: every live
-    episode proposes its next architecture, the round's architectures are evaluated together (in parallel
-    when there are workers), then every episode takes its reward and the next round begins. The rounds
+    """Rounds of ``population_size`` episodes from pi_theta, each ending at a new architecture; the round's
+    architectures are evaluated together, then the networks learn (see the module docstring). The rounds
     depend only on the seed and the values told, never on how many candidates train at once."""
 
     name = "ppo"
@@ -138,6 +166,7 @@ class PPOStrategy:
         config.validate()
         self.space = space
         self.config = config
+        self.seed = seed
         self.env = make_env(config.env, space, config.horizon)
         self.generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():  # seed the networks' init without touching the caller's RNG
@@ -147,21 +176,22 @@ class PPOStrategy:
         if config.init_from:
             self._warm_start(load_controller(config.init_from), config.init_from)
         self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
-        self.rng = np.random.default_rng(seed)  # for restarts after a failed initial architecture
+        self.rng = np.random.default_rng(seed)  # restarts: random unseen architectures
+        self.model = ValueEnsemble(space, members=config.ensemble_members)
+        self.model_ready = False  # the ensemble passed the accuracy gate at the last fit
 
         self.initial: Encoding = valid_initial(space, initial) if initial is not None else space.default_encoding()
         self.incumbent: tuple[Encoding, float] | None = None
         self.values: dict[Encoding, float | None] = {}  # every architecture told so far
         self.iteration = 0
         self.iteration_stats: list[dict] = []
-        self._tried_initial = False  # after a failed initial architecture, start from random ones
-        self._episodes: list[_Episode] | None = None  # the current iteration's, None between iterations
-        self._cursor = 0  # next episode to step in this round
-        # Proposals awaiting their value, in ask order: (architecture, None for a start point or
-        # (episode, next state, episode ends)).
-        self._outstanding: deque[tuple[Encoding, tuple[int, State, bool] | None]] = deque()
-        self._stale = 0  # consecutive episodes that proposed nothing new
-        self._exhausted = False  # converged and every valid architecture evaluated
+        self._tried_initial = False
+        self._round: list[Episode] | None = None  # this round's proposing episodes
+        self._round_values: list[float | None] = []
+        self._dead_ends = 0
+        self._queue: deque[tuple[Encoding, int | None]] = deque()  # proposals not asked yet: (architecture, episode or None)
+        self._outstanding: deque[tuple[Encoding, int | None]] = deque()  # asked, awaiting their value, in ask order
+        self._exhausted = False  # every valid architecture has been evaluated
 
     # -- saved controllers (warm starts) ------------------------------------------------------------
     def controller_state(self) -> dict[str, Any]:
@@ -194,166 +224,210 @@ class PPOStrategy:
 
     # -- ask / tell -----------------------------------------------------------------------------
     def ask(self) -> Proposal | None:
-        """The next proposal of this round; None while the round's values are outstanding, or when done."""
+        """The round's next proposal; None while the round's values are outstanding, or when done."""
         while not self.finished:
-            if self.incumbent is None or (self._episodes is None and self._stale >= self.config.max_stale_episodes):
-                return self._start_point()
-            if self._episodes is None:
-                self._begin_iteration()
-            while self._cursor < len(self._episodes):
-                index = self._cursor
-                self._cursor += 1
-                episode = self._episodes[index]
-                if episode.done:
-                    continue
-                candidate = self._advance(episode)
-                if candidate is not None:
-                    encoding, nxt, ends = candidate
-                    self._outstanding.append((encoding, (index, nxt, ends)))
-                    return Proposal(self.space.decode(encoding), self.iteration, index, episode.state[1] + 1)
+            if self._queue:
+                encoding, index = self._queue.popleft()
+                self._outstanding.append((encoding, index))
+                step = len(self._round[index].actions) if index is not None else 0
+                return Proposal(self.space.decode(encoding), self.iteration, index or 0, step)
             if self._outstanding:
-                return None  # every live episode has proposed: their values come before the next step
-            if all(e.done for e in self._episodes):
-                self._update()
-            else:
-                self._cursor = 0  # the next round
+                return None  # the round's values come before the next round
+            if self.incumbent is None:  # nothing has succeeded yet: the initial architecture, then random ones
+                encoding = self.initial if not self._tried_initial and self.initial not in self.values else self._random_unseen()
+                self._tried_initial = True
+                if encoding is None:
+                    self._exhausted = True
+                    return None
+                self._queue.append((encoding, None))
+                continue
+            self._begin_round()
+            if not self._queue:  # every episode was a dead end: the ensemble picks a restart
+                self._round = None
+                encoding = self._restart()
+                if encoding is None:
+                    self._exhausted = True
+                    return None
+                self._queue.append((encoding, None))
         return None
-
-    def _start_point(self) -> Proposal | None:
-        """An architecture evaluated outside any episode, alone: the initial one (a random one after it
-        failed), or, once the policy has converged, a random unseen one."""
-        if self._outstanding:
-            return None
-        if self.incumbent is None:
-            encoding = self._random_valid() if self._tried_initial else self.initial
-            self._tried_initial = True
-        else:
-            # Converged: the policy keeps revisiting what it knows. Spend the next evaluation on a
-            # random unseen architecture (a new incumbent, when it is better), then give the policy
-            # one iteration to propose something new before the next random one.
-            self._stale = max(0, self.config.max_stale_episodes - self.config.population_size)
-            encoding = self._random_unseen()
-            if encoding is None:
-                self._exhausted = True  # every valid architecture has been evaluated
-                return None
-        self._outstanding.append((encoding, None))
-        return Proposal(self.space.decode(encoding), self.iteration, 0, 0)
-
-    def _begin_iteration(self) -> None:
-        start, start_value = self.incumbent
-        self._episodes = [_Episode(self.env.start(start), start_value) for _ in range(self.config.population_size)]
-        if isinstance(self.env, ControllerEnv) and self.config.screening > 1:
-            for episode in self._episodes:
-                episode.plan = self._screen(self.config.screening)
-        self._cursor = 0
-
-    def _advance(self, episode: _Episode) -> tuple[Encoding, State, bool] | None:
-        """Sample actions until the episode proposes an architecture (returned) or ends (None)."""
-        while True:
-            obs = self.env.observation(episode.state)
-            mask = self.env.action_mask(episode.state)
-            obs_t, mask_t = torch.from_numpy(obs), torch.from_numpy(mask)
-            with torch.no_grad():
-                dist = self.policy.distribution(obs_t, mask_t)
-                action = torch.tensor(episode.plan.pop(0)) if episode.plan else torch.multinomial(dist.probs, 1, generator=self.generator).squeeze()
-                logprob, value = dist.log_prob(action), self.value(obs_t)
-            for key, item in (("obs", obs_t), ("mask", mask_t), ("action", action), ("logprob", logprob), ("value", value)):
-                episode.transitions[key].append(item)
-            nxt, candidate, done = self.env.step(episode.state, int(action))
-            if candidate is not None:
-                return candidate, nxt, done
-            episode.state = nxt  # "stop", or a choice that does not complete an architecture yet
-            self._end_step(episode, reward=0.0, done=done)
-            if done:
-                return None
 
     def tell(self, proposal: Proposal, value: float | None) -> None:
         """The value of the oldest outstanding proposal (tells come in ask order)."""
         if not self._outstanding:
             raise RuntimeError("tell() without an outstanding ask()")
-        encoding, where = self._outstanding.popleft()
+        encoding, index = self._outstanding.popleft()
         if proposal.architecture != self.space.decode(encoding):
             raise RuntimeError(f"tell() out of order: expected {self.space.decode(encoding)}, got {proposal.architecture}")
-        new = encoding not in self.values
         self.values[encoding] = value
         if value is not None and (self.incumbent is None or value > self.incumbent[1]):
             self.incumbent = (encoding, value)
-        if where is None:  # a start point, not a step of an episode
-            return
-        index, nxt, ends = where
-        episode = self._episodes[index]
-        episode.new |= new
-        if value is None:
-            self._end_step(episode, reward=self.config.failure_reward, done=True)
-        else:
-            reward = value - episode.state_value if self.env.delta_rewards else value
-            episode.state, episode.state_value = nxt, value
-            self._end_step(episode, reward=reward, done=ends)
-        if not self._outstanding and all(e.done for e in self._episodes):
-            self._update()  # at once: the iteration's statistics and controller are ready with its last value
+        if index is not None:
+            self._round_values[index] = value
+            if not self._outstanding and not self._queue:
+                self._finish_round()  # at once: the round's statistics and controller are ready with its last value
 
-    def _screen(self, k: int) -> list[int]:
-        """Sample ``k`` episodes from the policy; keep the one whose architecture V rates highest, preferring unseen ones."""
+    # -- episodes -------------------------------------------------------------------------------
+    def _distribution(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.distributions.Categorical:
+        return self.policy.distribution(obs, mask)
+
+    def _rollout(self, starts: list[State], excluded) -> list[Episode]:
+        """Sample one episode from each start state, all of them advancing together (one batched forward a step)."""
         env = self.env
-        states, actions = [env.start()] * k, [[] for _ in range(k)]
-        with torch.no_grad():
-            for _ in range(env.num_dimensions):  # the k episodes advance together, one batched forward per step
-                obs = torch.from_numpy(np.stack([env.observation(s) for s in states]))
-                masks = torch.from_numpy(np.stack([env.action_mask(s) for s in states]))
-                chosen = torch.multinomial(self.policy.distribution(obs, masks).probs, 1, generator=self.generator).squeeze(1).tolist()
-                for i, action in enumerate(chosen):
-                    actions[i].append(action)
-                    states[i] = env.step(states[i], action)[0]
-            scores = self.value(torch.from_numpy(np.stack([env.observation(s) for s in states]))).tolist()
-        best = min(range(k), key=lambda i: (states[i][0] in self.values, -scores[i]))
-        return actions[best]
+        episodes = [Episode() for _ in starts]
+        states = list(starts)
+        live = list(range(len(starts)))
+        while live:
+            masks = {i: env.action_mask(states[i], excluded) for i in live}
+            live = [i for i in live if masks[i].any()]  # the rest are dead ends: no proposal
+            if not live:
+                break
+            obs = np.stack([env.observation(states[i]) for i in live])
+            mask = np.stack([masks[i] for i in live])
+            with torch.no_grad():
+                obs_t = torch.from_numpy(obs)
+                dist = self._distribution(obs_t, torch.from_numpy(mask))
+                actions = torch.multinomial(dist.probs, 1, generator=self.generator).squeeze(1)
+                logprobs, values = dist.log_prob(actions).tolist(), self.value(obs_t).tolist()
+            still = []
+            for j, i in enumerate(live):
+                episode, action = episodes[i], int(actions[j])
+                episode.obs.append(obs[j])
+                episode.masks.append(mask[j])
+                episode.actions.append(action)
+                episode.logprobs.append(logprobs[j])
+                episode.values.append(values[j])
+                states[i], proposal, done = env.step(states[i], action)
+                if done:
+                    episode.proposal = proposal
+                else:
+                    still.append(i)
+            live = still
+        return episodes
+
+    def _starts(self, n: int) -> list[State]:
+        """Start states: controller episodes start empty; modify episodes from the best evaluated architectures."""
+        if isinstance(self.env, ControllerEnv):
+            return [self.env.start()] * n
+        done = sorted(((v, e) for e, v in self.values.items() if v is not None), key=lambda ve: -ve[0])
+        pool = [e for _, e in done[: self.config.start_pool]]
+        picks = torch.randint(len(pool), (n,), generator=self.generator).tolist()
+        return [self.env.start(pool[i]) for i in picks]
+
+    def _acquisition(self, encodings: list[Encoding]) -> np.ndarray:
+        mean, std = self.model.predict(encodings)
+        return mean + self.config.exploration * std
+
+    def _begin_round(self) -> None:
+        c = self.config
+        pending: set[Encoding] = set()
+        excluded = _Excluded(self.values, pending)
+        self._round, self._round_values, self._dead_ends = [], [], 0
+        for start in self._starts(c.population_size):
+            if c.screening > 1 and self.model_ready:
+                sampled = [e for e in self._rollout([start] * c.screening, excluded) if e.proposal is not None]
+                episode = sampled[int(np.argmax(self._acquisition([e.proposal for e in sampled])))] if sampled else Episode()
+                episode.on_policy = False
+            else:
+                episode = self._rollout([start], excluded)[0]
+            if episode.proposal is None:
+                self._dead_ends += 1
+                continue
+            pending.add(episode.proposal)
+            self._queue.append((episode.proposal, len(self._round)))
+            self._round.append(episode)
+            self._round_values.append(None)
 
     def _random_unseen(self) -> Encoding | None:
         return sample_valid(self.space, self.rng, exclude=self.values)
 
-    def _random_valid(self) -> Encoding:
-        return sample_valid(self.space, self.rng)  # make_space guarantees one exists
-
-    def _end_step(self, episode: _Episode, reward: float, done: bool) -> None:
-        episode.transitions["reward"].append(torch.tensor(reward, dtype=torch.float32))
-        episode.transitions["done"].append(torch.tensor(float(done)))
-        episode.episode_return += reward
-        if done:
-            episode.done = True
-            self._stale = 0 if episode.new else self._stale + 1
-
-    # -- the PPO update ---------------------------------------------------------------------------
-    def _replay(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Controller env: (observations of every successfully evaluated complete architecture, their metrics)."""
-        if not isinstance(self.env, ControllerEnv):
+    def _restart(self) -> Encoding | None:
+        """A new architecture outside the policy's reach: the best-rated of random unseen ones (any, before the ensemble is trusted)."""
+        candidates = []
+        for _ in range(32 if self.model_ready else 1):
+            encoding = self._random_unseen()
+            if encoding is None:
+                break
+            candidates.append(encoding)
+        if not candidates:
             return None
-        done = [(e, v) for e, v in self.values.items() if v is not None]
-        if not done:
-            return None
-        obs = np.stack([self.env.observation((e, self.env.num_dimensions)) for e, _ in done])
-        return torch.from_numpy(obs), torch.tensor([v for _, v in done], dtype=torch.float32)
+        return candidates[int(np.argmax(self._acquisition(candidates)))] if self.model_ready else candidates[0]
 
-    def _update(self) -> None:
+    # -- learning -------------------------------------------------------------------------------
+    def _finish_round(self) -> None:
         c = self.config
-        b = {k: torch.stack([t for e in self._episodes for t in e.transitions[k]]) for k in TRANSITION_KEYS}
-        returns_of_episodes = [e.episode_return for e in self._episodes]
+        done = [v for v in self.values.values() if v is not None]
+        low, high = min(done), max(done)
+        failure = c.failure_reward if c.failure_reward is not None else low - 0.1 * (high - low)
+        center, scale = float(np.mean(done)), float(np.std(done)) or 1.0
+        raw = [failure if v is None else v for v in self._round_values]
+
+        # 1. The value ensemble: M(architecture) from every evaluation so far (failures at the failure value).
+        told = list(self.values.items())
+        r2 = self.model.fit([e for e, _ in told], [failure if v is None else v for _, v in told], seed=self.seed * 100_003 + self.iteration)
+        self.model_ready = len(done) >= c.model_min_points and math.isfinite(r2) and r2 >= c.model_min_r2
+
+        # 2. PPO on the round's real episodes.
+        real = [(e, (v - center) / scale) for e, v in zip(self._round, raw) if e.on_policy]
+        log = self._ppo_update(real) if real else {}
+
+        # 3. DyNA-PPO: PPO on simulated episodes while the ensemble is accurate enough.
+        model_rewards, model_updates = [], 0
+        if self.model_ready:
+            for _ in range(c.model_iterations):
+                episodes = [e for e in self._rollout(self._starts(c.model_episodes), self.values) if e.proposal is not None]
+                if not episodes:
+                    break
+                rewards = (self._acquisition([e.proposal for e in episodes]) - center) / scale
+                self._ppo_update(list(zip(episodes, rewards.tolist())))
+                model_rewards.append(float(rewards.mean()))
+                model_updates += 1
+        nan = float("nan")
+        self.iteration_stats.append(
+            {
+                "iteration": self.iteration,
+                "reward_mean": float(np.mean(raw)),  # the metric of the round's candidates (failures at the failure value)
+                "reward_max": float(np.max(raw)),
+                "reward_min": float(np.min(raw)),
+                "best_value": self.incumbent[1] if self.incumbent else nan,
+                **{k: log.get(k, nan) for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance")},
+                "transitions": sum(len(e.actions) for e, _ in real),
+                "candidates": len(raw),
+                "dead_ends": self._dead_ends,
+                "model_r2": r2,
+                "model_updates": model_updates,
+                "model_reward_first": model_rewards[0] if model_rewards else nan,  # standardised; rises as the policy learns
+                "model_reward_last": model_rewards[-1] if model_rewards else nan,
+            }
+        )
+        self._round = None
+        self.iteration += 1
+
+    def _ppo_update(self, batch: list[tuple[Episode, float]]) -> dict[str, float]:
+        """One PPO update on whole episodes, each rewarded on its last step."""
+        c = self.config
+        b_obs = torch.from_numpy(np.stack([o for e, _ in batch for o in e.obs]))
+        b_mask = torch.from_numpy(np.stack([m for e, _ in batch for m in e.masks]))
+        b_action = torch.tensor([a for e, _ in batch for a in e.actions])
+        b_logprob = torch.tensor([p for e, _ in batch for p in e.logprobs])
+        b_value = torch.tensor([v for e, _ in batch for v in e.values])
+        b_reward, b_done = torch.zeros(len(b_value)), torch.zeros(len(b_value))
+        last = np.cumsum([len(e.actions) for e, _ in batch]) - 1
+        b_reward[last] = torch.tensor([r for _, r in batch], dtype=torch.float32)
+        b_done[last] = 1.0
         # Episode after episode, so s_{t+1}'s value is the next entry's (within an episode).
-        next_values = torch.cat([b["value"][1:], torch.zeros(1)]) * (1 - b["done"])
-        advantages, returns = gae(b["reward"], b["value"], b["done"], next_values, c.gamma, c.gae_lambda)
-        replay = self._replay()
+        next_values = torch.cat([b_value[1:], torch.zeros(1)]) * (1 - b_done)
+        advantages, returns = gae(b_reward, b_value, b_done, next_values, c.gamma, c.gae_lambda)
         n = len(advantages)
         params = [*self.policy.parameters(), *self.value.parameters()]
         log: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
         for _ in range(c.update_epochs):
             # Equal-sized minibatches: a leftover minibatch of one would have its normalised advantage zeroed.
             for mb in torch.tensor_split(torch.randperm(n, generator=self.generator), min(c.num_minibatches, n)):
-                dist = self.policy.distribution(b["obs"][mb], b["mask"][mb])
-                newlogprob, entropy = dist.log_prob(b["action"][mb]), dist.entropy().mean()
+                dist = self.policy.distribution(b_obs[mb], b_mask[mb])
+                newlogprob, entropy = dist.log_prob(b_action[mb]), dist.entropy().mean()
                 mb_adv = normalize(advantages[mb]) if c.norm_adv else advantages[mb]
-                pl = clipped_policy_loss(newlogprob, b["logprob"][mb], mb_adv, c.clip_coef)
-                v_loss = value_loss(self.value(b["obs"][mb]), returns[mb])
-                if replay is not None:  # V(complete architecture) = its metric, from every evaluation so far
-                    v_loss = v_loss + value_loss(self.value(replay[0]), replay[1])
+                pl = clipped_policy_loss(newlogprob, b_logprob[mb], mb_adv, c.clip_coef)
+                v_loss = value_loss(self.value(b_obs[mb]), returns[mb])
                 loss = pl.loss - c.ent_coef * entropy + c.vf_coef * v_loss
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -361,19 +435,4 @@ class PPOStrategy:
                 self.optimizer.step()
                 for k, v in (("policy_loss", pl.loss), ("value_loss", v_loss), ("entropy", entropy), ("approx_kl", pl.approx_kl), ("clipfrac", pl.clipfrac)):
                     log[k].append(float(v.detach()))
-        self.iteration_stats.append(
-            {
-                "iteration": self.iteration,
-                "reward_mean": float(b["reward"].mean()),
-                "reward_max": float(b["reward"].max()),
-                "reward_min": float(b["reward"].min()),  # ppo.failure_reward when a candidate of the iteration failed
-                "episode_return_mean": float(np.mean(returns_of_episodes)),
-                "episode_return_max": float(np.max(returns_of_episodes)),
-                "best_value": self.incumbent[1] if self.incumbent else float("nan"),
-                **{k: float(np.mean(v)) for k, v in log.items()},  # means over the update's minibatches
-                "explained_variance": explained_variance(b["value"], returns),
-                "transitions": n,
-            }
-        )
-        self._episodes = None
-        self.iteration += 1
+        return {**{k: float(np.mean(v)) for k, v in log.items()}, "explained_variance": explained_variance(b_value, returns)}

@@ -1,0 +1,102 @@
+"""The value network of the search: an ensemble that estimates M(architecture), with its uncertainty.
+
+Every evaluation so far is its training data. Each member is a small MLP fitted on a bootstrap
+resample (Poisson weights), all members in one batched model, so a fit costs tens of milliseconds.
+The members' spread is the uncertainty; the points a member never saw give an out-of-bag R^2, the
+accuracy gate that decides whether PPO may train on the model (DyNA-PPO's cross-validation gate).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.space import Encoding, SearchSpace
+
+
+class ArchitectureFeatures:
+    """One-hot of each dimension's choice, plus its position in the (ordered) choice list."""
+
+    def __init__(self, space: SearchSpace):
+        self.sizes = list(space.sizes)
+        self.offsets = np.cumsum([0, *self.sizes[:-1]])
+        self.size = sum(self.sizes) + len(self.sizes)
+
+    def __call__(self, encodings: list[Encoding] | np.ndarray) -> np.ndarray:
+        codes = np.asarray(encodings, dtype=np.int64).reshape(-1, len(self.sizes))
+        x = np.zeros((len(codes), self.size), dtype=np.float32)
+        rows = np.arange(len(codes))[:, None]
+        x[rows, self.offsets + codes] = 1.0
+        x[:, sum(self.sizes):] = codes / np.maximum(1, np.asarray(self.sizes) - 1)
+        return x
+
+
+class _BatchedMLP(nn.Module):
+    """``members`` independent one-hidden-layer MLPs evaluated together: x [N, D] -> [members, N]."""
+
+    def __init__(self, members: int, in_size: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        scale1, scale2 = 1 / math.sqrt(in_size), 1 / math.sqrt(hidden)
+        self.w1 = nn.Parameter((torch.rand(members, in_size, hidden, generator=generator) * 2 - 1) * scale1)
+        self.b1 = nn.Parameter(torch.zeros(members, 1, hidden))
+        self.w2 = nn.Parameter((torch.rand(members, hidden, 1, generator=generator) * 2 - 1) * scale2)
+        self.b2 = nn.Parameter(torch.zeros(members, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.matmul(x.unsqueeze(0), self.w1) + self.b1)
+        return (torch.matmul(h, self.w2) + self.b2).squeeze(-1)
+
+
+class ValueEnsemble:
+    """M(architecture) ~ mean of the members, uncertainty = their standard deviation (both in metric units)."""
+
+    def __init__(self, space: SearchSpace, members: int = 8, hidden: int = 64, steps: int = 150, learning_rate: float = 0.01,
+                 weight_decay: float = 1e-3):
+        self.features = ArchitectureFeatures(space)
+        self.members, self.hidden, self.steps = members, hidden, steps
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.model: _BatchedMLP | None = None
+        self.y_mean, self.y_std = 0.0, 1.0
+        self.oob_r2 = float("nan")
+
+    def fit(self, encodings: list[Encoding], values: list[float], seed: int) -> float:
+        """Fit on (architecture, metric) pairs; returns the out-of-bag R^2 (nan with fewer than 3 points)."""
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.from_numpy(self.features(encodings))
+        y = torch.tensor(values, dtype=torch.float32)
+        self.y_mean, self.y_std = float(y.mean()), float(y.std(unbiased=False)) or 1.0
+        target = (y - self.y_mean) / self.y_std
+        weights = torch.poisson(torch.ones(self.members, len(y)), generator=generator)  # bootstrap resamples
+        self.model = _BatchedMLP(self.members, x.shape[1], self.hidden, generator)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        for _ in range(self.steps):
+            loss = (weights * (self.model(x) - target) ** 2).sum() / weights.sum().clamp(min=1.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            predictions = self.model(x)
+        oob = weights == 0
+        seen_by = oob.sum(0)
+        usable = seen_by > 0
+        if usable.sum() < 3:
+            self.oob_r2 = float("nan")
+        else:
+            oob_mean = (predictions * oob).sum(0)[usable] / seen_by[usable]
+            t = target[usable]
+            total = float(((t - t.mean()) ** 2).sum())
+            self.oob_r2 = 1.0 - float(((t - oob_mean) ** 2).sum()) / total if total > 0 else float("nan")
+        return self.oob_r2
+
+    def predict(self, encodings: list[Encoding] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, standard deviation) over the members, in the metric's units."""
+        if self.model is None:
+            raise RuntimeError("ValueEnsemble.predict() before fit()")
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(self.features(encodings)))
+        mean = out.mean(0).numpy() * self.y_std + self.y_mean
+        std = out.std(0, unbiased=False).numpy() * self.y_std
+        return mean, std
