@@ -45,6 +45,7 @@ class ArchitectureEnv:
         self._offsets = np.cumsum([0, *space.sizes[:-1]])
         self.observation_size = sum(space.sizes) + horizon + 1
         self._valid: dict[Encoding, bool] = {}  # masks ask the same architectures again and again
+        self._moves: dict[Encoding, tuple[np.ndarray, list[tuple[int, Encoding]]]] = {}  # valid moves of each architecture
 
     def start(self, incumbent: Encoding) -> State:
         return incumbent, 0
@@ -62,14 +63,29 @@ class ArchitectureEnv:
         obs[sum(self.space.sizes) + step] = 1.0
         return obs
 
+    def valid_moves(self, encoding: Encoding) -> tuple[np.ndarray, list[tuple[int, Encoding]]]:
+        """(mask of the moves to valid architectures, [(action, architecture reached)]), memoised."""
+        known = self._moves.get(encoding)
+        if known is None:
+            mask = np.zeros(self.num_actions, dtype=bool)
+            reached = []
+            for a, (d, c) in enumerate(self.actions):
+                if c != encoding[d]:
+                    nxt = self.apply(encoding, a)
+                    if self.is_valid(nxt):
+                        mask[a] = True
+                        reached.append((a, nxt))
+            known = self._moves[encoding] = (mask, reached)
+        return known
+
     def action_mask(self, state: State, excluded: Container[Encoding] = ()) -> np.ndarray:
         encoding, step = state
-        last = step + 1 >= self.horizon  # a move now ends the episode where it lands
-        mask = np.zeros(self.num_actions, dtype=bool)
-        for a, (d, c) in enumerate(self.actions):
-            if c != encoding[d]:
-                nxt = self.apply(encoding, a)
-                mask[a] = self.is_valid(nxt) and not (last and nxt in excluded)
+        moves, reached = self.valid_moves(encoding)
+        mask = moves.copy()
+        if step + 1 >= self.horizon:  # a move now ends the episode where it lands
+            for a, nxt in reached:
+                if nxt in excluded:
+                    mask[a] = False
         mask[self.stop_action] = encoding not in excluded
         return mask
 

@@ -50,14 +50,16 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_v
     lambda = 1 gives the Monte-Carlo return minus V; lambda = 0 the one-step Bellman residual.
     Returns (advantages, returns = advantages + values).
     """
-    advantages = torch.zeros_like(rewards)
-    lastgaelam = torch.zeros(())
-    for t in reversed(range(len(rewards))):
-        nextnonterminal = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_values[t] * nextnonterminal - values[t]
+    r, v, d, nv = (x.tolist() for x in (rewards, values, dones, next_values))  # Python floats: a tensor op per step is slow
+    advantages = [0.0] * len(r)
+    lastgaelam = 0.0
+    for t in reversed(range(len(r))):
+        nextnonterminal = 1.0 - d[t]
+        delta = r[t] + gamma * nv[t] * nextnonterminal - v[t]
         lastgaelam = delta + gamma * gae_lambda * nextnonterminal * lastgaelam
         advantages[t] = lastgaelam
-    return advantages, advantages + values
+    adv = torch.tensor(advantages, dtype=rewards.dtype)
+    return adv, adv + values
 
 
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
