@@ -50,11 +50,14 @@ class SearchResult:
     history: list[Evaluation]
     iterations: list[dict[str, Any]] = field(default_factory=list)
     strategy: Strategy | None = None  # e.g. to save a PPO controller: result.strategy.save_controller(path)
+    direction: str = "maximize"  # or "minimize": which values are best
 
     @property
     def best(self) -> Evaluation | None:
         done = [e for e in self.history if e.ok]
-        return max(done, key=lambda e: e.value) if done else None
+        if not done:
+            return None
+        return max(done, key=lambda e: e.value) if self.direction == "maximize" else min(done, key=lambda e: e.value)
 
     @property
     def best_architecture(self) -> Architecture | None:
@@ -66,11 +69,12 @@ class SearchResult:
 
     def best_so_far(self) -> list[float]:
         """Best value after each evaluation (nan until the first success)."""
+        sign = 1.0 if self.direction == "maximize" else -1.0
         curve, best = [], -math.inf
         for e in self.history:
             if e.ok:
-                best = max(best, e.value)
-            curve.append(best if best > -math.inf else math.nan)
+                best = max(best, sign * e.value)
+            curve.append(sign * best if best > -math.inf else math.nan)
         return curve
 
 
@@ -88,11 +92,12 @@ def run_loop(
     budget: int | None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
-    max_proposals: int | None = None,
+    max_repeats: int | None = None,
     evaluator: Evaluator | None = None,
     on_start: Callable[[int, Proposal], None] | None = None,
     replay: Sequence[Evaluation] = (),
     on_replay: Callable[[Evaluation], None] | None = None,
+    direction: str = "maximize",
 ) -> SearchResult:
     """Run until ``budget`` distinct architectures are evaluated or the strategy has nothing left.
 
@@ -101,29 +106,36 @@ def run_loop(
     propose them in the same order), so a resumed search ends as the uninterrupted one would have.
     ``on_start(index, proposal)`` is called when a new candidate is handed to a worker,
     ``on_evaluation`` when its evaluation is recorded, ``on_replay`` for each replayed one.
+    ``direction="minimize"``: strategies (which maximise) are told the negated values; the history keeps them as they are.
+    A strategy that proposes ``max_repeats`` architectures in a row that are not new (cached, or twice in a batch) is stopped.
     """
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    sign = 1.0 if direction == "maximize" else -1.0
     evaluator = evaluator or InlineEvaluator()
-    # A converged policy may keep proposing cached architectures: bound the asks, not just the evaluations.
-    max_proposals = max_proposals or (10 * budget + 100 if budget else None)
-    result = SearchResult(history=[], iterations=strategy.iteration_stats, strategy=strategy)
+    # Repeats cost no budget, so a strategy stuck on them would never end: bound the repeats in a row, not the asks.
+    max_repeats = max_repeats or (10 * budget + 100 if budget else 1000)
+    result = SearchResult(history=[], iterations=strategy.iteration_stats, strategy=strategy, direction=direction)
     cache: dict[str, Evaluation] = {}
-    reported, proposals = 0, 0
+    reported, repeats = 0, 0
     while budget is None or len(result.history) < budget:
         batch: list[tuple[Proposal, str]] = []  # every proposal, in ask order
         fresh: list[tuple[Proposal, str]] = []  # the new architectures among them, each once
         while budget is None or len(result.history) + len(fresh) < budget:
-            if max_proposals is not None and proposals >= max_proposals:
+            if repeats >= max_repeats:
                 break
             proposal = strategy.ask()
             if proposal is None:
                 break
-            proposals += 1
             key = architecture_key(proposal.architecture)
             batch.append((proposal, key))
             if key not in cache and all(key != k for _, k in fresh):
                 fresh.append((proposal, key))
+                repeats = 0
+            else:
+                repeats += 1
         if not batch:
             break
         state = batch_state(objective)  # fixed before this batch's results come in
@@ -153,7 +165,8 @@ def run_loop(
             if on_evaluation:
                 on_evaluation(evaluation)
         for proposal, key in batch:
-            strategy.tell(proposal, cache[key].value)
+            value = cache[key].value
+            strategy.tell(proposal, None if value is None else sign * value)
         for stats in strategy.iteration_stats[reported:]:
             if on_iteration:
                 on_iteration(stats)
@@ -172,8 +185,9 @@ def search(
     evolution: EvolutionConfig | Mapping[str, Any] | None = None,
     tpe: TPEConfig | Mapping[str, Any] | None = None,
     workers: int = 1,
+    direction: str = "maximize",
 ) -> SearchResult:
-    """Maximise ``objective`` over ``space`` with ``budget`` distinct evaluations.
+    """Maximise (or, with ``direction="minimize"``, minimise) ``objective`` over ``space`` with ``budget`` distinct evaluations.
 
     ``strategy`` is one of ``nas.STRATEGIES`` (ppo, random, evolution, tpe); ``ppo``, ``evolution``
     and ``tpe`` hold that strategy's settings (a config or a dict of its fields). ``workers`` > 1
@@ -185,6 +199,8 @@ def search(
     {'x': 2}
     """
     space = as_space(space)
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
     if isinstance(ppo, Mapping) and "iterations" not in ppo:
         ppo = {**ppo, "iterations": None}
     elif ppo is None:
@@ -192,6 +208,6 @@ def search(
     chosen = make_strategy(strategy, space, seed=seed, ppo=ppo, initial=initial, evolution=evolution, tpe=tpe)
     evaluator = make_evaluator(ParallelConfig(workers=workers), objective, threads=None)
     try:
-        return run_loop(space, chosen, objective, budget, evaluator=evaluator)
+        return run_loop(space, chosen, objective, budget, evaluator=evaluator, direction=direction)
     finally:
         evaluator.close()

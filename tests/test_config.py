@@ -39,6 +39,18 @@ def test_required_keys_exist_with_their_names():
     assert c.tracking.uri.startswith("sqlite:///") and c.tracking.experiment_name
 
 
+def test_the_cli_and_the_library_use_the_same_ppo_defaults():
+    import dataclasses
+
+    from nas import search
+
+    cli = compose_config().ppo
+    assert dataclasses.asdict(cli) == dataclasses.asdict(PPOConfig())
+    # ... and a search run from nas.search with no settings builds exactly that config.
+    result = search({"x": [0, 1, 2]}, lambda a: a["x"], budget=2)
+    assert dataclasses.asdict(result.strategy.config) == dataclasses.asdict(PPOConfig())
+
+
 def test_overrides_apply():
     c = compose_config(["ppo.iterations=10", "task=language_modeling", "search_space=gpt2_small", "strategy=random", "seed=7"])
     assert (c.ppo.iterations, c.task.name.value, c.search_space.family, c.strategy.value, c.seed) == (10, "language_modeling", "gpt2", "random", 7)

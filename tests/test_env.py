@@ -35,14 +35,35 @@ def test_apply_and_observation():
     np.testing.assert_array_equal(obs, [0, 0, 1, 0, 1, 0, 1, 0, 0])
 
 
-def test_modify_steps_propose_each_modification_and_stop_proposes_nothing():
+def test_a_modify_episode_proposes_where_it_ends():
     env = make_env()
     state = env.start((0, 0))
-    state, candidate, done = env.step(state, 4)  # b -> 4
-    assert candidate == (0, 1) and state == ((0, 1), 1) and not done
-    assert env.step(state, env.stop_action) == (state, None, True)
-    state, _, done = env.step(((0, 1), 2), 0)
-    assert done  # the horizon (3) ends the episode
+    state, candidate, done = env.step(state, 4)  # b -> 4: not the last step, nothing proposed yet
+    assert candidate is None and state == ((0, 1), 1) and not done
+    assert env.step(state, env.stop_action) == (state, (0, 1), True)  # stop proposes where the episode stands
+    state, candidate, done = env.step(((0, 1), 2), 0)
+    assert done and candidate == (0, 1)  # the horizon (3) ends the episode: its architecture is the proposal
+
+
+def test_modify_masks_every_way_to_end_on_a_seen_architecture():
+    env = make_env()
+    seen = {(0, 0), (0, 1)}
+    # Stop is masked on a seen architecture; moves to seen ones are allowed while the episode can go on ...
+    mask = env.action_mask(((0, 0), 0), seen)
+    assert not mask[env.stop_action] and mask[4]
+    # ... but not on the last step, where the move ends the episode.
+    mask = env.action_mask(((0, 0), 2), seen)
+    assert mask.tolist() == [False, True, False, False, False, False]  # a -> 2 (1, 0) is the only new valid end
+    assert env.action_mask(((1, 0), 2), seen)[env.stop_action]  # an unseen architecture may stop
+    # Nothing new in reach: a dead end (every action masked).
+    assert not env.action_mask(((0, 0), 2), seen | {(1, 0)}).any()
+
+
+def test_controller_masks_seen_architectures_on_the_last_choice():
+    space = SearchSpace.from_dict({"a": [1, 2], "b": [2, 4]})
+    env = ControllerEnv(space)
+    assert env.action_mask(((0,), 1), {(0, 0)}).tolist() == [False, True]
+    assert env.action_mask(((), 0), {(0, 0)}).tolist() == [True, True]  # earlier choices are not masked by it
 
 
 def test_controller_chooses_each_dimension_in_turn_and_masks_dead_ends():

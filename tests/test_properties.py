@@ -168,7 +168,8 @@ def strategy_settings(draw, variants: list[str]) -> tuple[str, dict[str, Any]]:
         population = draw(st.integers(2, 6))
         return "evolution", {"evolution": {"population_size": population, "sample_size": draw(st.integers(1, population))}}
     # Small iterations, so a few dozen proposals span several PPO updates; iterations=None never ends the search early.
-    ppo = {"iterations": None, "population_size": draw(st.integers(2, 4)), "hidden_size": 16, "max_stale_episodes": draw(st.integers(1, 8))}
+    ppo = {"iterations": None, "population_size": draw(st.integers(2, 4)), "hidden_size": 16,
+           "start_pool": draw(st.integers(1, 4)), "model_iterations": draw(st.integers(0, 2)), "model_episodes": 8, "model_min_points": 3}
     if variant == "ppo-modify":
         ppo.update(env="modify", horizon=draw(st.integers(1, 3)))
     else:

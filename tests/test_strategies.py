@@ -148,31 +148,102 @@ def test_unknown_strategy_is_rejected():
         nas.search(SPACE, quadratic, strategy="grid")
 
 
-def test_screening_trains_the_sample_the_value_network_rates_highest():
-    import torch
+def _fitted_strategy(ppo: dict, seed: int = 0):
+    """A PPO strategy whose value ensemble was fitted on 60 random architectures of the quadratic objective."""
+    import numpy as np
 
     from nas.strategies import PPOConfig, PPOStrategy
 
     space = SearchSpace.from_dict(SPACE)
-    strategy = PPOStrategy(space, PPOConfig(env="controller", screening=32), seed=0)
-    # A value network that only likes a=4 (one-hot position 4 of the observation): screening must pick such a sample.
-    scorer = torch.nn.Linear(strategy.env.observation_size, 1, bias=False)
-    with torch.no_grad():
-        scorer.weight.zero_()
-        scorer.weight[0, 4] = 1.0
-    strategy.value = lambda obs: scorer(obs).squeeze(-1)
-    plans = [strategy._screen(32) for _ in range(5)]
-    assert all(plan[0] == 4 for plan in plans)
-    # Architectures already evaluated lose to unseen ones whatever their score.
-    strategy.values = {e: 0.0 for e in space.all_encodings() if e[0] == 4}
-    assert strategy._screen(32)[0] != 4
+    strategy = PPOStrategy(space, PPOConfig(**ppo), seed=seed)
+    rng = np.random.default_rng(seed)
+    encodings = list(dict.fromkeys(tuple(int(rng.integers(n)) for n in space.sizes) for _ in range(60)))
+    values = [quadratic(space.decode(e)) for e in encodings]
+    strategy.values = dict(zip(encodings, values, strict=True))
+    strategy.incumbent = max(strategy.values.items(), key=lambda kv: kv[1])
+    r2 = strategy.model.fit(encodings, values, seed=seed)
+    strategy.model_ready = True
+    return space, strategy, r2
 
 
-def test_the_value_network_learns_the_metric_of_complete_architectures():
+def test_the_value_ensemble_estimates_unseen_architectures_with_an_uncertainty():
+    import numpy as np
+
+    space, strategy, r2 = _fitted_strategy({})
+    assert r2 > 0.7, r2  # out-of-bag: points each member did not see
+    unseen = [e for e in space.all_encodings() if e not in strategy.values]
+    mean, std = strategy.model.predict(unseen)
+    truth = np.array([quadratic(space.decode(e)) for e in unseen])
+    assert np.corrcoef(mean, truth)[0, 1] > 0.9
+    assert (std > 0).all()
+    # The members disagree most where the mean is most wrong: the spread is an uncertainty, not noise.
+    assert np.corrcoef(np.abs(mean - truth), std)[0, 1] > 0.3
+
+
+def test_screening_trains_the_ensembles_favourite_and_keeps_it_out_of_the_ppo_update():
+    space, strategy, _ = _fitted_strategy({"env": "controller", "screening": 16, "population_size": 6})
+    strategy._begin_round()
+    proposals = [e for e, _ in strategy._queue]
+    assert len(proposals) == 6 and not set(proposals) & set(strategy.values)  # new architectures only
+    # Each is the best-rated of its 16 samples: far better, by the truth, than the policy's own samples.
+    unscreened = [e.proposal for e in strategy._rollout([strategy.env.start()] * 60, strategy.values) if e.proposal]
+    mean = lambda encodings: sum(quadratic(space.decode(e)) for e in encodings) / len(encodings)  # noqa: E731
+    assert mean(proposals) > mean(unscreened) + 0.5
+    # Not sampled from pi alone, so its log-probabilities are not the sampler's: PPO must not take it as on-policy.
+    assert not any(e.on_policy for e in strategy._round)
+
+
+def test_model_based_updates_teach_the_policy_what_the_ensemble_rates_highly():
+    # After a real round, the policy trains on simulated episodes: their (standardised) reward must rise.
     space = SearchSpace.from_dict(SPACE)
-    strategy = make_strategy("ppo", space, seed=0, ppo={"env": "controller", "screening": 8, "iterations": None})
-    result = run_loop(space, strategy, quadratic, budget=60)
-    obs, target = strategy._replay()
-    predicted = strategy.value(obs).detach()
-    assert len(target) == len(result.history)
-    assert float(((predicted - target) ** 2).mean()) < 0.25 * float(target.var())  # explains most of the variance
+    rises = []
+    for seed in range(3):
+        strategy = make_strategy("ppo", space, seed=seed, ppo={"population_size": 8})
+        run_loop(space, strategy, quadratic, budget=40)
+        rises += [s["model_reward_last"] - s["model_reward_first"] for s in strategy.iteration_stats if s["model_updates"]]
+    assert len(rises) >= 6 and sum(r > 0 for r in rises) >= 0.75 * len(rises), rises
+
+
+def test_a_frozen_policy_never_learns():
+    # learning_rate=0 (the benchmark's ablation): the policy's parameters stay as initialised.
+    import torch
+
+    space = SearchSpace.from_dict(SPACE)
+    strategy = make_strategy("ppo", space, seed=0, ppo={"learning_rate": 0.0})
+    before = [p.clone() for p in strategy.policy.parameters()]
+    run_loop(space, strategy, quadratic, budget=30)
+    assert strategy.iteration_stats and all(torch.equal(a, b) for a, b in zip(before, strategy.policy.parameters(), strict=True))
+
+
+def test_ppo_never_proposes_an_architecture_twice():
+    # Every proposal is new: asks equal evaluations, with no cached repeats in between.
+    space = SearchSpace.from_dict(SPACE)
+    strategy = make_strategy("ppo", space, seed=2, ppo={"population_size": 4})
+    asked = []
+    while len(asked) < 60:
+        batch = [strategy.ask()]
+        assert batch[0] is not None
+        while (nxt := strategy.ask()) is not None:
+            batch.append(nxt)
+        for p in batch:
+            asked.append(tuple(sorted(p.architecture.items())))
+            strategy.tell(p, quadratic(p.architecture))
+    assert len(set(asked)) == len(asked)
+
+
+def test_failures_count_as_the_worst_metric_seen_not_a_fixed_penalty():
+    # Failures earn the worst metric so far minus a tenth of the observed range (the metric's scale).
+    space = SearchSpace.from_dict(SPACE)
+
+    def flaky(arch):
+        if arch["b"] == 0:
+            raise RuntimeError("simulated")
+        return quadratic(arch)
+
+    result = nas.search(space, flaky, strategy="ppo", budget=40, seed=0, ppo={"population_size": 4})
+    failed_iterations = {e.iteration for e in result.history if not e.ok and e.step > 0}
+    assert failed_iterations
+    for stats in result.iterations:
+        if stats["iteration"] in failed_iterations:
+            ok = [e.value for e in result.history if e.ok and e.iteration <= stats["iteration"]]
+            assert stats["reward_min"] == pytest.approx(min(ok) - 0.1 * (max(ok) - min(ok)))
