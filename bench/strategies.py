@@ -1,7 +1,8 @@
 """Which strategy reaches a top architecture in the fewest trainings? Every landscape, many seeds, one report.
 
-Landscapes (bench/landscapes.py): two real tables of the default BERT space (accuracy, macro-F1), a
-real ViT table, two NAS-Bench-Graph datasets and six synthetic landscapes. ``TUNED_ON`` there names
+Landscapes (bench/landscapes.py, ``DEFAULT``): two real tables of the default BERT space (accuracy,
+macro-F1), a real ViT table, NAS-Bench-Graph (Cora) and four synthetic landscapes (three more
+synthetic ones and NAS-Bench-Graph Photo with ``--landscapes``). ``TUNED_ON`` there names
 the three the PPO design was tuned on; the rest are held out.
 
 For each landscape, variant and seed it records the number of evaluations to reach the landscape's
@@ -11,7 +12,7 @@ quartiles, a two-sided Mann-Whitney U test of PPO against TPE, the issue's bars,
 - ``ppo-uniform``: the same search with the policy replaced by uniform sampling of modifications;
 - ``ppo-model-free``: the shipped PPO without the model-based updates (model_iterations=0).
 
-    python bench/strategies.py                      # every landscape: 100 seeds, 30 for the slow ablations (~30 min on 2 cores)
+    python bench/strategies.py                      # 8 landscapes: 100 seeds, 30 for the ablations (~30 min on 2 cores)
     python bench/strategies.py --landscapes bert-accuracy --seeds 20 --variants tpe ppo
 Writes outputs/bench/strategies/report.md and results.json.
 """
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from landscapes import LANDSCAPES, TUNED_ON, Landscape  # noqa: E402
+from landscapes import DEFAULT, LANDSCAPES, TUNED_ON, Landscape  # noqa: E402
 
 from nas.search import run_loop  # noqa: E402
 from nas.strategies import PPOConfig, PPOStrategy, make_strategy  # noqa: E402
@@ -46,7 +47,7 @@ VARIANTS = {
     "ppo-uniform": ("ppo-uniform", {"model_iterations": 0}),
     "ppo-model-free": ("ppo", {"model_iterations": 0}),
 }
-SLOW = {"ppo-lr0"}  # as slow as the shipped PPO and expected no better: fewer seeds
+SLOW = {"ppo-lr0", "ppo-uniform", "ppo-model-free"}  # the ablations: fewer seeds (--slow-seeds)
 
 
 class UniformPolicyPPO(PPOStrategy):
@@ -105,7 +106,7 @@ def mann_whitney(a: list[int], b: list[int]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--landscapes", nargs="+", default=list(LANDSCAPES), choices=list(LANDSCAPES))
+    parser.add_argument("--landscapes", nargs="+", default=list(DEFAULT), choices=list(LANDSCAPES))
     parser.add_argument("--variants", nargs="+", default=["random", "tpe", "ppo", "ppo-lr0", "ppo-uniform", "ppo-model-free"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--slow-seeds", type=int, default=30, help=f"seeds for {', '.join(sorted(SLOW))}")

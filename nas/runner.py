@@ -234,7 +234,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         checkpoint_path.unlink(missing_ok=True)
     if hydra_dir is not None and not resuming:
         tracker.log_artifact(hydra_dir, ".hydra")
-    total = config.budget or (config.ppo.iterations or 0) * config.ppo.population_size * config.ppo.horizon or None
+    total = config.budget or (config.ppo.iterations or 0) * config.ppo.population_size + 1 or None  # + the initial architecture
     progress = tqdm(total=total, desc=f"{config.strategy.value} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
     run_ids: dict[int, str] = {}
@@ -370,6 +370,8 @@ def validate_config(config: Config) -> None:
     config.search_space.validate(config.task.name.value)
     if config.budget is not None and config.budget < 1:
         raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
+    if config.budget is None and (config.strategy.value != "ppo" or config.ppo.iterations is None):
+        raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
 
 
 def check_writable(output_dir: Path) -> None:

@@ -53,7 +53,7 @@ class _BatchedMLP(nn.Module):
 class ValueEnsemble:
     """M(architecture) ~ mean of the members, uncertainty = their standard deviation (both in metric units)."""
 
-    def __init__(self, space: SearchSpace, members: int = 8, hidden: int = 64, steps: int = 150, learning_rate: float = 0.01,
+    def __init__(self, space: SearchSpace, members: int = 8, hidden: int = 64, steps: int = 80, learning_rate: float = 0.02,
                  weight_decay: float = 1e-3):
         self.features = ArchitectureFeatures(space)
         self.members, self.hidden, self.steps = members, hidden, steps
@@ -71,7 +71,7 @@ class ValueEnsemble:
         target = (y - self.y_mean) / self.y_std
         weights = torch.poisson(torch.ones(self.members, len(y)), generator=generator)  # bootstrap resamples
         self.model = _BatchedMLP(self.members, x.shape[1], self.hidden, generator)
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True)
         for _ in range(self.steps):
             loss = (weights * (self.model(x) - target) ** 2).sum() / weights.sum().clamp(min=1.0)
             optimizer.zero_grad()

@@ -43,7 +43,7 @@ from nas.surrogate import ValueEnsemble
 @dataclass
 class PPOConfig:
     iterations: int | None = None  # rounds (real PPO updates); None runs until the evaluation budget is spent
-    population_size: int = 8  # episodes per round: the round's candidates, evaluated together
+    population_size: int = 4  # episodes per round: the round's candidates, evaluated together
     horizon: int = 3  # modifications per episode at most (the MDP's horizon T)
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda: 1 is Monte-Carlo return - V, 0 the one-step Bellman residual
@@ -175,7 +175,7 @@ class PPOStrategy:
             self.value = ValueNetwork(self.env.observation_size, config.hidden_size)
         if config.init_from:
             self._warm_start(load_controller(config.init_from), config.init_from)
-        self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5, fused=True)
         self.rng = np.random.default_rng(seed)  # restarts: random unseen architectures
         self.model = ValueEnsemble(space, members=config.ensemble_members)
         self.model_ready = False  # the ensemble passed the accuracy gate at the last fit
