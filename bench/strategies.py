@@ -114,8 +114,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ppo", nargs="*", default=[], metavar="KEY=VALUE", help="PPO settings for every ppo variant (tuning only)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "strategies")
+    parser.add_argument("--from-results", type=Path, help="rewrite the report from an earlier results.json instead of searching")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        runs, wall, command = saved["runs"], saved.get("wall_seconds", float("nan")), saved.get("command", "")
+        args.landscapes = list(dict.fromkeys(r["landscape"] for r in runs))
+        args.variants = list(dict.fromkeys(r["variant"] for r in runs))
+        args.budget = saved["budget"]
+        args.seeds = max(sum(r["landscape"] == args.landscapes[0] and r["variant"] == v for r in runs) for v in args.variants)
+        args.slow_seeds = min(sum(r["landscape"] == args.landscapes[0] and r["variant"] == v for r in runs) for v in args.variants)
+    else:
+        runs, wall = search_all(args)
+        command = " ".join(sys.argv[1:])
+    write_report(args, runs, wall, command)
+
+
+def search_all(args) -> tuple[list[dict], float]:
     overrides = {k: json.loads(v) if v[:1] in "-0123456789.[{tfn" else v for k, v in (item.split("=", 1) for item in args.ppo)}
     jobs = [(name, variant, seed, args.budget, overrides) for name in args.landscapes for variant in args.variants
             for seed in range(args.slow_seeds if variant in SLOW else args.seeds)]
@@ -127,14 +143,17 @@ def main() -> None:
             runs.append(run)
             if (i + 1) % 200 == 0:
                 print(f"{i + 1}/{len(jobs)} searches, {time.perf_counter() - started:.0f} s", flush=True)
-    wall = time.perf_counter() - started
+    return runs, time.perf_counter() - started
+
+
+def write_report(args, runs: list[dict], wall: float, command: str) -> None:
 
     summary: dict[str, dict] = {}
     for name in args.landscapes:
         summary[name] = {v: summarise(sorted((r for r in runs if r["landscape"] == name and r["variant"] == v), key=lambda r: r["seed"]), args.budget)
                          for v in args.variants}
     report = [f"# Strategies compared ({time.strftime('%Y-%m-%d %H:%M')})", "",
-              f"`python bench/strategies.py {' '.join(sys.argv[1:])}`: budget {args.budget} evaluations, {args.seeds} seeds "
+              f"`python bench/strategies.py {command}`: budget {args.budget} evaluations, {args.seeds} seeds "
               f"({args.slow_seeds} for {', '.join(sorted(SLOW))}), {args.workers} processes, {wall / 60:.1f} min. "
               "Evaluations to reach the landscape's top 1%: median [q1, q3]; a search that never does counts as budget + 1.",
               f"Tuned on: {', '.join(TUNED_ON)}; every other landscape is held out.", ""]
@@ -162,7 +181,14 @@ def main() -> None:
                     row[f"{ablation}_ratio"] = by_variant[ablation]["median"] / ppo["median"]
             bars.append(row)
     if bars:
-        report += ["## The bars", "", "| landscape | PPO median <= TPE | <= half random | PPO q3 <= TPE q3 | p vs TPE | lr0 / PPO | uniform / PPO | model-free / PPO |",
+        names = [v for v in ("random", "tpe", "ppo", "ppo-lr0", "ppo-uniform", "ppo-model-free") if v in args.variants]
+        report += ["## Overview: evaluations to the top 1%, median [q1, q3]", "",
+                   "| landscape | " + " | ".join(names) + " | p (PPO vs TPE) |", "|---|" + "---|" * (len(names) + 1)]
+        for r in bars:
+            cells = [f"{fmt(summary[r['landscape']][v]['median'])} [{fmt(summary[r['landscape']][v]['q1'])}, {fmt(summary[r['landscape']][v]['q3'])}]"
+                     for v in names]
+            report.append(f"| {r['landscape']}{' (tuned)' if r['tuned'] else ''} | " + " | ".join(cells) + f" | {r['p_vs_tpe']:.2g} |")
+        report += ["", "## The bars", "", "| landscape | PPO median <= TPE | <= half random | PPO q3 <= TPE q3 | p vs TPE | lr0 / PPO | uniform / PPO | model-free / PPO |",
                    "|---|---|---|---|---|---|---|---|"]
         yes = lambda b: "yes" if b else "**no**"  # noqa: E731
         for r in bars:
@@ -173,7 +199,8 @@ def main() -> None:
         report += ["", f"All three bars met on {sum(r['median_vs_tpe'] and r['half_random'] and r['q3_vs_tpe'] for r in bars)}/{len(bars)} landscapes; "
                    f"the learning ablation (lr 0) is >= 15% worse in the median on {learning}/{len(bars)}."]
     (args.out / "report.md").write_text("\n".join(report) + "\n")
-    (args.out / "results.json").write_text(json.dumps({"budget": args.budget, "summary": summary, "bars": bars, "runs": runs}, indent=1))
+    (args.out / "results.json").write_text(json.dumps({"budget": args.budget, "wall_seconds": wall, "command": command, "summary": summary,
+                                                       "bars": bars, "runs": runs}, indent=1))
     print("\n".join(report))
     print(f"wrote {args.out / 'report.md'}")
 

@@ -247,3 +247,22 @@ def test_failures_count_as_the_worst_metric_seen_not_a_fixed_penalty():
         if stats["iteration"] in failed_iterations:
             ok = [e.value for e in result.history if e.ok and e.iteration <= stats["iteration"]]
             assert stats["reward_min"] == pytest.approx(min(ok) - 0.1 * (max(ok) - min(ok)))
+
+
+@pytest.mark.parametrize("strategy", nas.STRATEGIES)
+def test_direction_minimize_finds_the_lowest_value_and_keeps_the_values_as_given(strategy):
+    def loss(arch):
+        return sum((arch[k] - OPTIMUM[k]) ** 2 for k in OPTIMUM) / 10  # >= 0, 0 at the optimum
+
+    result = nas.search(SPACE, loss, strategy=strategy, budget=40, seed=0, direction="minimize")
+    values = [e.value for e in result.history]
+    assert values == [loss(e.architecture) for e in result.history]  # recorded as the objective returned them
+    assert result.best_value == min(values) and result.best_so_far()[-1] == min(values)
+    maximised = nas.search(SPACE, quadratic, strategy=strategy, budget=40, seed=0)
+    # Minimising the loss is maximising its negation: the same proposals.
+    assert [e.architecture for e in result.history] == [e.architecture for e in maximised.history]
+
+
+def test_direction_must_be_maximize_or_minimize():
+    with pytest.raises(ValueError, match="direction must be 'maximize' or 'minimize', got 'down'"):
+        nas.search(SPACE, quadratic, budget=3, direction="down")
