@@ -191,7 +191,7 @@ CASES = [
     ("nan trainer learning rate", ["trainer.learning_rate=nan"], r"trainer\.learning_rate must be a positive number, got nan"),
     ("zero max_steps", ["trainer.max_steps=0"], r"trainer\.max_steps must be >= 1, got 0"),
     ("zero budget", ["budget=0"], r"budget must be >= 1.*got 0"),
-    ("no budget and no iterations", ["budget=null"], r"budget is null: set budget=N, or strategy=ppo with ppo\.iterations=N"),
+    ("no budget and no iterations", ["budget=null", "ppo.iterations=null"], r"budget is null: set budget=N, or strategy=ppo with ppo\.iterations=N"),
     ("zero workers", ["parallel.workers=0"], r"parallel\.workers must be >= 1, got 0"),
     ("unknown cost", ["objective.cost=flops"], r"objective\.cost must be one of .*got 'flops'"),
     ("fidelity steps past max_steps", ["fidelity.steps=[2,9]"], r"fidelity\.steps must be .*trainer\.max_steps=4, got \[2, 9\]"),

@@ -136,8 +136,16 @@ def assert_complete_after_resume(run_dir: Path, uri: str, parent_id: str, budget
             assert run.data.metrics["reward"] == pytest.approx(record["reward"])
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt), whatever an earlier test in this worker process left installed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, monkeypatch, capsys, signum):
+def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, monkeypatch, capsys, signum, default_sigint):
     run_dir = tmp_path / "run"
     when_recorded(run_dir, 3, lambda: os.kill(os.getpid(), signum))
     assert run_nas(monkeypatch, *SEARCH, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}") == 128 + signum
