@@ -124,6 +124,7 @@ def main() -> None:
         args.landscapes = list(dict.fromkeys(r["landscape"] for r in runs))
         args.variants = list(dict.fromkeys(r["variant"] for r in runs))
         args.budget = saved["budget"]
+        args.workers = saved.get("workers", args.workers)
         args.seeds = max(sum(r["landscape"] == args.landscapes[0] and r["variant"] == v for r in runs) for v in args.variants)
         args.slow_seeds = min(sum(r["landscape"] == args.landscapes[0] and r["variant"] == v for r in runs) for v in args.variants)
     else:
@@ -200,7 +201,7 @@ def write_report(args, runs: list[dict], wall: float, command: str) -> None:
         report += ["", f"All three bars met on {sum(r['median_vs_tpe'] and r['half_random'] and r['q3_vs_tpe'] for r in bars)}/{len(bars)} landscapes; "
                    f"the learning ablation (lr 0) is >= 15% worse in the median on {learning}/{len(bars)}."]
     (args.out / "report.md").write_text("\n".join(report) + "\n")
-    (args.out / "results.json").write_text(json.dumps({"budget": args.budget, "wall_seconds": wall, "command": command, "summary": summary,
+    (args.out / "results.json").write_text(json.dumps({"budget": args.budget, "workers": args.workers, "wall_seconds": wall, "command": command, "summary": summary,
                                                        "bars": bars, "runs": runs}, indent=1))
     print("\n".join(report))
     print(f"wrote {args.out / 'report.md'}")
