@@ -85,6 +85,11 @@ class ReplayError(RuntimeError):
 Objective = Callable[[Architecture], "float | Outcome"]
 
 
+def check_direction(direction: str) -> None:
+    if direction not in ("maximize", "minimize"):
+        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+
+
 def run_loop(
     space: SearchSpace,
     strategy: Strategy,
@@ -111,8 +116,7 @@ def run_loop(
     """
     if budget is not None and budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
-    if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    check_direction(direction)
     sign = 1.0 if direction == "maximize" else -1.0
     evaluator = evaluator or InlineEvaluator()
     # Repeats cost no budget, so a strategy stuck on them would never end: bound the repeats in a row, not the asks.
@@ -199,8 +203,7 @@ def search(
     {'x': 2}
     """
     space = as_space(space)
-    if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    check_direction(direction)
     if isinstance(ppo, Mapping) and "iterations" not in ppo:
         ppo = {**ppo, "iterations": None}
     elif ppo is None:
