@@ -60,7 +60,6 @@ class ValueEnsemble:
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
         self.model: _BatchedMLP | None = None
         self.y_mean, self.y_std = 0.0, 1.0
-        self.oob_r2 = float("nan")
 
     def fit(self, encodings: list[Encoding], values: list[float], seed: int) -> float:
         """Fit on (architecture, metric) pairs; returns the out-of-bag R^2 (nan with fewer than 3 points)."""
@@ -83,13 +82,11 @@ class ValueEnsemble:
         seen_by = oob.sum(0)
         usable = seen_by > 0
         if usable.sum() < 3:
-            self.oob_r2 = float("nan")
-        else:
-            oob_mean = (predictions * oob).sum(0)[usable] / seen_by[usable]
-            t = target[usable]
-            total = float(((t - t.mean()) ** 2).sum())
-            self.oob_r2 = 1.0 - float(((t - oob_mean) ** 2).sum()) / total if total > 0 else float("nan")
-        return self.oob_r2
+            return float("nan")
+        oob_mean = (predictions * oob).sum(0)[usable] / seen_by[usable]
+        t = target[usable]
+        total = float(((t - t.mean()) ** 2).sum())
+        return 1.0 - float(((t - oob_mean) ** 2).sum()) / total if total > 0 else float("nan")
 
     def predict(self, encodings: list[Encoding] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) over the members, in the metric's units."""
