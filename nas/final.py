@@ -56,6 +56,77 @@ class FinalError(ValueError):
     """Bad input to nas-final (the search, its candidates, its test split): raised before anything trains."""
 
 
+# ---------------------------------------------------------------------------------------------- its settings
+
+SEED_MAX = 2**32 - 1  # the search seeds numpy with its seed, which takes [0, 2**32 - 1]; the final seed is a search seed
+REGISTERED_NAME_MAX = 256  # MLflow's registered_models.name column (String(256)); longer names fail in MySQL / PostgreSQL stores
+RUN_NAME_MAX = 250  # MLflow's runs.name column (String(250))
+TRAINING_DEVICES = ("cpu", "cuda", "mps")
+
+
+def check_registered_name(name: str, key: str = "register_as") -> None:
+    """The registered-model names MLflow 3 takes (mlflow.utils.validation._validate_model_name, the file registry's
+    extra rules, the database column's length), checked before anything trains: FinalError naming ``key`` otherwise."""
+    import posixpath
+
+    if not name.strip():
+        raise FinalError(f"{key}={name!r} is empty; give a registered model name, or leave {key} unset for nas-<task>")
+    for chars, what in (("/:", "'/' or ':'"), ("%", "'%'")):
+        if any(c in name for c in chars):
+            raise FinalError(f"{key}={name!r}: MLflow's registered model names cannot contain {what}")
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(".."):
+        raise FinalError(f"{key}={name!r}: MLflow refuses names that resolve to other paths (this one would resolve to {norm!r})")
+    if len(name) > REGISTERED_NAME_MAX:
+        raise FinalError(f"{key}={name!r}: {len(name)} characters, MLflow keeps at most {REGISTERED_NAME_MAX}")
+
+
+def check_device(name: str, key: str = "trainer.device") -> None:
+    """A device this machine trains on: auto, cpu, cuda, cuda:N (N < the GPUs present), mps where there is one."""
+    import torch
+
+    from nas.train import resolve_device
+
+    try:
+        device = resolve_device(name)
+    except RuntimeError as exc:  # torch.device's own refusal: an unknown type or a malformed index
+        raise FinalError(f"{key}={name!r} is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N") from None
+    if device.type not in TRAINING_DEVICES:
+        raise FinalError(f"{key}={name!r} is not a device nas-final trains on; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise FinalError(f"{key}={name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise FinalError(f"{key}={name!r} but MPS is not available; use trainer.device=cpu or auto")
+
+
+def validate_final(config: FinalConfig) -> None:
+    """Every setting of nas-final, before the search is read, anything trains or anything is logged: ValueError
+    naming the key and its value. The data sizes are TaskConfig.validate's (make_task, before any work too)."""
+    from nas.tracking import check_store
+
+    if not str(config.search).strip():
+        raise FinalError("search is empty; give a search's output directory or its MLflow parent run id")
+    if config.seed is not None and not 0 <= config.seed <= SEED_MAX:
+        raise FinalError(f"seed must be an integer in [0, {SEED_MAX}] (or null: the search's), got {config.seed}")
+    config.trainer.validate()
+    check_device(config.trainer.device)
+    if config.trainer.pretrain.corpus_file is not None and not config.trainer.pretrain.corpus_file.strip():
+        raise FinalError("trainer.pretrain.corpus_file is empty; name a text file, or null for the task's training texts")
+    if config.task.test_file is not None and not config.task.test_file.strip():
+        raise FinalError("task.test_file is empty; name the test split's data file, or null for the search's")
+    if config.tracking.uri is not None:
+        if not config.tracking.uri.strip():
+            raise FinalError("tracking.uri is empty; give the MLflow store, or null for the search's")
+        check_store(config.tracking.uri)  # the forms MLflow takes, a server that answers, a sqlite file that can be written
+    if config.register_as is not None:
+        check_registered_name(config.register_as)
+    if config.run_name is not None:
+        if not config.run_name.strip():
+            raise FinalError("run_name is empty; give an MLflow run name, or null for final-<task>-<search run id>")
+        if len(config.run_name) > RUN_NAME_MAX:
+            raise FinalError(f"run_name={config.run_name!r}: {len(config.run_name)} characters, MLflow keeps at most {RUN_NAME_MAX}")
+
+
 @dataclass
 class Search:
     """A finished search as nas-final reads it."""
@@ -221,7 +292,8 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     from nas.tracking import flatten, resolve_uri
     from nas.train import evaluate, fit, resolve_device, train_and_evaluate
 
-    # Everything that can fail on bad input, before anything trains.
+    # Everything that can fail on bad input, before anything trains: the settings, then the search they name.
+    validate_final(config)
     search = load_search(config.search, config.tracking.uri)
     best = best_candidate(search)
     architecture = best["architecture"]
@@ -231,7 +303,6 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     family = search_config.search_space.family
     seed = search_config.seed if config.seed is None else config.seed
     trainer = config.trainer
-    resolve_device(trainer.device)
     register_as = config.register_as or f"nas-{task_name.replace('_', '-')}"
     if search.run_id is None:
         log.warning("the search's MLflow run (%s) is not in %s: the final run goes to experiment '%s' without a search_run_id tag",
