@@ -17,6 +17,19 @@ EXIT_STOPPED = 1  # the search started but could not go on (its tracking store w
 EXIT_BAD_INPUT = 2  # nothing ran: fix the named key, value or file
 
 
+class ResumeError(ValueError):
+    """``resume`` points at something that is not an interrupted search of this config, or not this search's run."""
+
+
+class CallbackError(BaseException):
+    """An error a Hydra callback found (nas.sweep.CheckSweep): Hydra turns an ``Exception`` from a callback into a
+    warning and goes on, so it travels wrapped in this; ``reporting`` reports ``error`` as if the command raised it."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 class SearchStopped(RuntimeError):
     """The search could not go on; everything it recorded is complete and ``nas resume=DIR`` continues it."""
 
@@ -59,6 +72,41 @@ def _raise_interrupted(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
+class DeferredSignals:
+    """While a search closes (its outputs, its MLflow run's status), SIGINT and SIGTERM are noted instead of
+    raised: a second Ctrl-C, or a SIGTERM just after the last candidate, cannot leave the run half-closed.
+    ``release`` puts the handlers back and, when asked, raises the noted signal then."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._previous: dict[int, object] | None = None
+
+    def hold(self) -> None:
+        import threading
+
+        if self._previous is not None or threading.current_thread() is not threading.main_thread():
+            return  # handlers can only be set in the main thread; a library caller's thread keeps its own
+        self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._note)
+
+    def _note(self, signum: int, frame) -> None:
+        self.pending = signum
+        print(f"{signal.Signals(signum).name} received while the search closes its records: it stops once they are complete",
+              file=sys.stderr)
+
+    def release(self, raise_pending: bool) -> None:
+        if self._previous is None:
+            return
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        self._previous = None
+        if self.pending is not None and raise_pending:
+            raise Interrupted(self.pending)
+
+
 @contextmanager
 def _full_errors_from_hydra() -> Iterator[None]:
     # Hydra prints errors itself (with a traceback for some, e.g. malformed YAML) unless HYDRA_FULL_ERROR
@@ -96,10 +144,11 @@ def reporting(prog: str) -> Iterator[None]:
             raise
         print(f"{prog}: search stopped: {describe(exc)}", file=sys.stderr)
         sys.exit(EXIT_STOPPED)
-    except Exception as exc:
-        if _wants_traceback() or not is_bad_input(exc):
+    except (Exception, CallbackError) as exc:
+        error = exc.error if isinstance(exc, CallbackError) else exc
+        if _wants_traceback() or not is_bad_input(error):
             raise
-        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {describe(error)}", file=sys.stderr)
         print(f"{prog}: (set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
 

@@ -34,7 +34,8 @@ from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
 from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
-from nas.errors import SearchStopped
+from nas.errors import DeferredSignals, ResumeError, SearchStopped
+from nas.folders import claim_new_search, lock_folder, release_folder, serialized, write_atomically
 from nas.tracking import StoreUnavailable, Tracker, check_store, download_run_artifact
 from nas.train import resolve_device
 
@@ -75,10 +76,6 @@ CHECKPOINT_FILE = "checkpoint.pt"  # PPO's state after its last update: networks
 CHECKPOINT_FORMAT = "nas-search-checkpoint/1"
 
 
-class ResumeError(ValueError):
-    """``resume`` points at something that is not an interrupted search of this config."""
-
-
 def read_candidates(path: Path) -> list[dict[str, Any]]:
     """candidates.jsonl's records; a line torn by a kill mid-write is cut off the file."""
     if not path.is_file():
@@ -116,10 +113,15 @@ def candidate_record(e: Evaluation, run_id: str | None) -> dict[str, Any]:
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """One line, on disk before the search goes on: a kill loses no recorded candidate."""
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # write() does not say where
 
 
 def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
@@ -129,9 +131,7 @@ def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
     state = {"format": CHECKPOINT_FORMAT, "evaluations": evaluations, "controller": strategy.controller_state(),
              "optimizer": strategy.optimizer.state_dict(), "generator": strategy.generator.get_state(),
              "numpy_rng": json.dumps(strategy.rng.bit_generator.state)}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a kill mid-save leaves the previous checkpoint intact
+    write_atomically(path, serialized(state))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -185,15 +185,28 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     With ``config.resume`` set, ``output_dir`` is an interrupted search's: its recorded candidates are
     replayed (not retrained), its MLflow parent run continues, and the search goes on from there.
     """
+    validate_config(config)
+    try:
+        return _run_search(config, output_dir, hydra_dir)
+    finally:
+        release_folder(output_dir)
+
+
+def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> SearchResult:
     resuming = bool(config.resume)
     seed_everything(config.seed)
-    validate_config(config)
     if resuming:
+        if not output_dir.is_dir():
+            raise ResumeError(f"resume: '{output_dir}' is not a directory")
+        lock_folder(output_dir)  # before the records are read: a second resume of this folder stops here
         search_state = read_search_state(output_dir)
         records = read_candidates(output_dir / "candidates.jsonl")
         replay = [evaluation_of(r) for r in records]
-    check_store(search_state["tracking_uri"] if resuming else config.tracking.uri)  # before any work: fail fast, naming the URI
+    # Before any work: fail fast, naming the URI.
+    check_store(search_state["tracking_uri"] if resuming else config.tracking.uri, must_exist=resuming)
     check_writable(output_dir)
+    if not resuming:
+        claim_new_search(output_dir)  # locked for this search; another search's records are never overwritten
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
     task = make_task(config.task, tokenizer_texts=corpus_texts)
@@ -216,9 +229,10 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     saved_checkpoint = checkpoint_iterations(checkpoint_path) if resuming and hasattr(strategy, "controller_state") else None
     # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
     uri = search_state["tracking_uri"] if resuming else config.tracking.uri
-    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds)
+    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds,
+                      create=not resuming)
     if resuming:
-        status_before = tracker.resume_search(search_state["parent_run_id"])
+        status_before = tracker.resume_search(search_state["parent_run_id"], search_state, records, str(output_dir))
         settle_unfinished_runs(tracker, records, objective)
         log.info("resuming %s: %d candidates recorded, MLflow run %s", output_dir, len(replay), tracker.parent_id)
     else:
@@ -227,9 +241,10 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
                              tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
                                    "output_dir": str(output_dir)})
+        # What binds this folder to its run: a resume checks the store's run against it before logging anything.
         (output_dir / SEARCH_STATE_FILE).write_text(json.dumps({
             "format": SEARCH_STATE_FORMAT, "parent_run_id": tracker.parent_id, "tracking_uri": tracker.uri,
-            "experiment_id": tracker.experiment_id}, indent=2))
+            "experiment_id": tracker.experiment_id, "experiment_name": config.tracking.experiment_name, "run_name": run_name}, indent=2))
         candidates_path.write_text("")
         checkpoint_path.unlink(missing_ok=True)
     if hydra_dir is not None and not resuming:
@@ -282,12 +297,14 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     status = "FAILED"
     result = None
     evaluator = make_evaluator(config.parallel, objective, config.trainer.num_threads)
+    closing = DeferredSignals()
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
             result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration, evaluator=evaluator,
                               on_start=on_start, replay=replay, on_replay=seen)
         status = "FINISHED"
     except KeyboardInterrupt:
+        closing.hold()  # a second Ctrl-C now would leave the parent run RUNNING
         status = "KILLED"
         log.warning("interrupted: %d candidates are recorded in %s; `nas resume=%s` continues the search",
                     len(read_candidates(candidates_path)), candidates_path, output_dir)
@@ -298,18 +315,22 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     except StoreUnavailable as exc:
         raise SearchStopped(f"{exc}. Every candidate evaluated so far is recorded in {candidates_path}; when the store "
                             f"answers again, `nas resume={output_dir}` finishes the search") from None
+    except OSError as exc:  # the search's own files: a full disk, a folder that went away
+        what = f"'{exc.filename}'" if exc.filename else f"a file in '{output_dir}'"
+        raise SearchStopped(f"cannot write {what}: {exc.strerror or exc}. Every candidate recorded before is in {candidates_path}; "
+                            f"once there is room again, `nas resume={output_dir}` continues the search") from None
     finally:
-        evaluator.close(abort=status != "FINISHED")
-        progress.close()
-        records = read_candidates(candidates_path)
-        best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
-        if best_record is not None:
-            objective.hf_config(best_record["architecture"]).save_pretrained(output_dir / "best")
-            task.preprocessor.save_pretrained(output_dir / "best")
-        plots = write_search_plots(records, config.task.metric, output_dir / "plots",
-                                   pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
-        if tracker.unavailable is None:
-            _close_search_run(tracker, status, records, objective, output_dir, best_record is not None, plots, candidates_path, controller_path)
+        closing.hold()
+        try:
+            evaluator.close(abort=status != "FINISHED")
+            progress.close()
+            records = read_candidates(candidates_path)
+            best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
+            has_best, plots = _write_outputs(best_record, records, objective, task, config, output_dir)
+            if tracker.unavailable is None:
+                _close_search_run(tracker, status, records, objective, output_dir, has_best, plots, candidates_path, controller_path)
+        finally:
+            closing.release(raise_pending=status == "FINISHED")  # else the first interruption or error is on its way out
 
     b = result.best
     log.info("evaluated %d candidates (%d failed)", len(result.history), sum(not e.ok for e in result.history))
@@ -318,6 +339,22 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
         log.info("best architecture: %s", output_dir / "best" / "config.json")
     log.info("MLflow store: %s (experiment '%s', run %s)", tracker.uri, config.tracking.experiment_name, tracker.parent_id)
     return result
+
+
+def _write_outputs(best_record: dict[str, Any] | None, records: list[dict[str, Any]], objective: CandidateObjective, task: Task,
+                   config: Config, output_dir: Path) -> tuple[bool, Any]:
+    """best/ (the best architecture's config and preprocessor) and the plots. A full disk here loses neither the
+    records nor the MLflow run's status: both are rebuilt from candidates.jsonl by a resume."""
+    try:
+        if best_record is not None:
+            objective.hf_config(best_record["architecture"]).save_pretrained(output_dir / "best")
+            task.preprocessor.save_pretrained(output_dir / "best")
+        plots = write_search_plots(records, config.task.metric, output_dir / "plots",
+                                   pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
+    except OSError as exc:
+        log.warning("could not write the search's outputs in %s: %s; `nas resume=%s` writes them", output_dir, exc, output_dir)
+        return False, None
+    return best_record is not None, plots
 
 
 def settle_unfinished_runs(tracker: Tracker, records: list[dict[str, Any]], objective: CandidateObjective) -> None:

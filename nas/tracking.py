@@ -30,7 +30,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from nas.errors import SearchStopped
+from nas.errors import ResumeError, SearchStopped
 from nas.evaluators import error_type_of
 from nas.search import Evaluation
 
@@ -90,9 +90,49 @@ class RetryingClient:
         return call
 
 
-def check_store(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any work, when the store cannot be used: a tracking server that does not answer,
-    or a sqlite file in a folder this process cannot write."""
+# URI schemes of MLflow's tracking stores that nas can log to (a database through SQLAlchemy, a server, Databricks).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")
+URI_FORMS = "sqlite:///path/to/mlflow.db, http(s)://host:port, postgresql://..., mysql://..., mssql://... or databricks"
+
+
+def check_uri_form(uri: str, key: str = "tracking.uri") -> None:
+    """The forms MLflow 3 accepts for a tracking store, checked before anything connects. A plain folder
+    (MLflow's file store) is refused: MLflow 3 keeps it only in maintenance mode and refuses it by default."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    base = scheme.split("+", 1)[0]  # postgresql+psycopg2://...
+    if base == "sqlite":
+        if not uri.startswith("sqlite:///") or len(uri) == len("sqlite:///"):
+            raise StoreUnreachable(f"{key}: '{uri}' is not a sqlite store MLflow can open: write sqlite:///relative/path.db "
+                                   "or sqlite:////absolute/path.db (three slashes, then the path)")
+        return
+    if base in DATABASE_SCHEMES:
+        if not parsed.netloc and not parsed.path:
+            raise StoreUnreachable(f"{key}: '{uri}' names no database")
+        return
+    if scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise StoreUnreachable(f"{key}: '{uri}' names no host (write {scheme}://host:port)")
+        return
+    if scheme in SERVER_SCHEMES:
+        return
+    if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a folder (a Windows drive letter too)
+        raise StoreUnreachable(f"{key}: '{uri}' is a folder (MLflow's file store, refused by MLflow 3 unless "
+                               f"MLFLOW_ALLOW_FILE_STORE is set); use a store: {URI_FORMS}")
+    raise StoreUnreachable(f"{key}: '{uri}' is not a tracking store MLflow knows (scheme '{scheme}'); use {URI_FORMS}")
+
+
+def check_store(uri: str, timeout: float = 5.0, must_exist: bool = False) -> None:
+    """Fail fast, before any work, when the store cannot be used: a URI MLflow would not take, a tracking
+    server that does not answer, or a sqlite file in a folder this process cannot write. ``must_exist``
+    (a resume): a sqlite file that is gone is an error, not a new empty store."""
+    check_uri_form(uri)
+    if must_exist and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise StoreUnreachable(f"the MLflow store '{uri[len('sqlite:///'):]}' the search logged to no longer exists; "
+                               "put the file back to resume the search")
     if uri.startswith(("http://", "https://")):
         import requests
 
@@ -193,12 +233,19 @@ def prefer_our_retries(uri: str) -> None:
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None, retry_seconds: float = RETRY_SECONDS):
+    def __init__(self, uri: str, experiment_name: str, artifact_location: str | None = None, retry_seconds: float = RETRY_SECONDS,
+                 create: bool = True):
         self.uri = resolve_uri(uri)
         prefer_our_retries(self.uri)
         with store_lock(self.uri):  # one job of a sweep creates the tables and the experiment, the others find them
             self.client = RetryingClient(MlflowClient(tracking_uri=self.uri), retry_seconds)
             experiment = self.client.get_experiment_by_name(experiment_name)
+            if experiment is not None and experiment.lifecycle_stage == "deleted":
+                raise StoreUnreachable(f"tracking.experiment_name: the experiment '{experiment_name}' is deleted in {self.uri}: "
+                                       f"restore it (`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
+                                       "or name another one")
+            if experiment is None and not create:
+                raise ResumeError(f"resume: the experiment '{experiment_name}' the search logged to is not in {self.uri}")
             if experiment is None:
                 location = artifact_location or default_artifact_location(self.uri)
                 self.experiment_id = self.client.create_experiment(experiment_name, artifact_location=location)
@@ -274,14 +321,49 @@ class Tracker:
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
 
     # -- resuming an interrupted search ---------------------------------------------------------
-    def resume_search(self, parent_id: str) -> str:
-        """Continue logging to an interrupted search's parent run (RUNNING again); returns its status before."""
-        run = self.client.get_run(parent_id)  # raises when the run is not in this store
-        if run.info.experiment_id != self.experiment_id:
-            raise ValueError(f"MLflow run {parent_id} is in experiment {run.info.experiment_id}, not '{self.experiment_id}'")
+    def resume_search(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> str:
+        """Continue logging to an interrupted search's parent run (RUNNING again); returns its status before.
+
+        Only once the run is shown to be the search ``where`` holds (``state``: its search.json;
+        ``records``: its candidates.jsonl) is anything written: a run that is missing, deleted, a
+        candidate's, another search's or in another experiment is refused, naming what differs."""
+        self.check_search_run(parent_id, state, records, where)
         self.parent_id = parent_id
+        run = self.client.get_run(parent_id)
         self.client.update_run(parent_id, status="RUNNING")
         return run.info.status
+
+    def check_search_run(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(parent_id)
+        except MlflowException:
+            raise ResumeError(f"resume: {where} names MLflow run {parent_id}, which is not in the store {self.uri} "
+                              "(was the run or the store deleted?)") from None
+        if run.info.lifecycle_stage == "deleted":
+            raise ResumeError(f"resume: MLflow run {parent_id} of {where} is deleted in {self.uri}; restore it to resume "
+                              f"(`mlflow runs restore --run-id {parent_id}`)")
+        if MLFLOW_PARENT_RUN_ID in run.data.tags:
+            raise ResumeError(f"resume: {where} names MLflow run {parent_id}, a candidate's run (its parent is "
+                              f"{run.data.tags[MLFLOW_PARENT_RUN_ID]}), not a search's")
+        expected = {"experiment": (state.get("experiment_id"), run.info.experiment_id),
+                    "run name": (state.get("run_name"), run.info.run_name)}
+        for what, (ours, theirs) in expected.items():
+            if ours is not None and ours != theirs:
+                raise ResumeError(f"resume: MLflow run {parent_id} is not the search in {where}: its {what} is '{theirs}', "
+                                  f"{where} says '{ours}'")
+        if run.info.experiment_id != self.experiment_id:
+            raise ResumeError(f"resume: MLflow run {parent_id} is in experiment {run.info.experiment_id}, not in "
+                              f"'{self.experiment_id}' where the search's config logs")
+        children = self.client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+                                           max_results=50000)
+        mine = {r.info.run_id for r in children}
+        foreign = [r for r in records if r.get("mlflow_run_id") and r["mlflow_run_id"] not in mine]
+        if foreign:
+            raise ResumeError(f"resume: candidate {foreign[0]['index']} of {where} was logged as MLflow run "
+                              f"{foreign[0]['mlflow_run_id']}, which is not a child of run {parent_id}: the folder and "
+                              f"the run are different searches ({len(foreign)} of {len(records)} records differ)")
 
     def metric_steps(self, key: str) -> set[int]:
         """The steps at which the parent run has ``key``."""

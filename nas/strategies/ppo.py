@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nas.env import ControllerEnv, State, make_env
+from nas.folders import serialized, write_atomically
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
@@ -74,10 +75,13 @@ class PPOConfig:
             ("iterations", self.iterations is None or self.iterations >= 1, ">= 1 (or null)"),
             ("population_size", self.population_size >= 1, ">= 1"), ("horizon", self.horizon >= 1, ">= 1"),
             ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"), ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
-            ("clip_coef", self.clip_coef > 0, "> 0"),
+            ("clip_coef", math.isfinite(self.clip_coef) and self.clip_coef > 0, "a finite number > 0"),
             ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate >= 0, "a number >= 0"),
             ("update_epochs", self.update_epochs >= 1, ">= 1"), ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
-            ("ent_coef", self.ent_coef >= 0, ">= 0"), ("vf_coef", self.vf_coef >= 0, ">= 0"), ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
+            # Every coefficient finite: inf or nan reaches the policy's probabilities a few candidates in.
+            ("ent_coef", math.isfinite(self.ent_coef) and self.ent_coef >= 0, "a finite number >= 0"),
+            ("vf_coef", math.isfinite(self.vf_coef) and self.vf_coef >= 0, "a finite number >= 0"),
+            ("max_grad_norm", math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0, "a finite number > 0"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"),
             ("failure_reward", self.failure_reward is None or math.isfinite(self.failure_reward), "finite (or null)"),
             ("start_pool", self.start_pool >= 1, ">= 1"), ("model_iterations", self.model_iterations >= 0, ">= 0"),
@@ -207,9 +211,7 @@ class PPOStrategy:
         }
 
     def save_controller(self, path: str | Path) -> None:
-        tmp = Path(path).with_suffix(".tmp")
-        torch.save(self.controller_state(), tmp)
-        tmp.replace(path)  # atomic: a kill mid-save leaves the previous controller intact
+        write_atomically(Path(path), serialized(self.controller_state()))
 
     def _warm_start(self, state: dict[str, Any], source: str) -> None:
         problems = controller_mismatch(state, self.space, self.config)

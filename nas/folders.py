@@ -1,0 +1,157 @@
+"""A run folder belongs to one search.
+
+A search or a resume holds an advisory lock (``flock``) on ``<folder>/.nas.lock`` for as long as it
+runs, so a second search or resume of the same folder fails at once; the kernel drops the lock when
+the process dies, so ``kill -9`` never leaves a folder locked. A new search refuses a folder that
+already holds a search's records and names the command that continues that search instead.
+
+``ClaimRunFolder`` (a Hydra callback, conf/config.yaml) takes the lock before Hydra writes
+``.hydra/`` and its log into the folder: when the folder is not this run's to take, Hydra writes
+nothing there (the other search's saved config is what its resume and ``nas-final`` read) and the
+search stops with the error ``claim_new_search`` gives. Light imports only: it runs before torch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+LOCK_FILE = ".nas.lock"
+# What makes a folder a search's: its MLflow binding, its records, PPO's state.
+SEARCH_FILES = ("search.json", "candidates.jsonl", "checkpoint.pt")
+
+_held: dict[Path, int] = {}  # folder (resolved) -> the open descriptor that holds its lock
+
+
+class FolderBusy(ValueError):
+    """Another live process holds the folder (bad input: nothing of this run has started)."""
+
+
+class FolderTaken(ValueError):
+    """The folder holds another search's records."""
+
+
+def _key(folder: Path) -> Path:
+    return Path(os.path.abspath(folder))
+
+
+def holder_of(folder: Path) -> str:
+    """Who holds the lock, as the lock file says (the pid is written after the lock is taken)."""
+    try:
+        pid = (Path(folder) / LOCK_FILE).read_text().strip()
+    except OSError:
+        return "another process"
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def lock_folder(folder: Path, doing: str = "search") -> None:
+    """Hold ``folder``'s lock until ``release_folder`` or the end of the process; at once or FolderBusy.
+    Taking a lock this process already holds is a no-op (the Hydra callback takes it before the search does)."""
+    key = _key(folder)
+    if key in _held:
+        return
+    key.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderBusy(f"'{folder}' is in use: {holder_of(key)} is running a search or a resume there. Wait for it to end "
+                         f"(or stop it), then `nas resume={folder}` continues it; a new search needs another folder "
+                         "(leave hydra.run.dir unset for a fresh one)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[key] = fd
+
+
+def release_folder(folder: Path) -> None:
+    fd = _held.pop(_key(folder), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def holds_lock(folder: Path) -> bool:
+    return _key(folder) in _held
+
+
+def search_files(folder: Path) -> list[str]:
+    """The files that show ``folder`` holds a search (an empty candidates.jsonl counts: a search started there)."""
+    return [name for name in SEARCH_FILES if (Path(folder) / name).exists()]
+
+
+def claim_new_search(folder: Path) -> None:
+    """Lock ``folder`` for a new search, which must not find another search's records there."""
+    lock_folder(folder)
+    found = search_files(folder)
+    if found:
+        release_folder(folder)
+        raise FolderTaken(f"'{folder}' already holds a search ({', '.join(found)}): `nas resume={folder}` continues it. "
+                          "A new search needs a folder of its own (leave hydra.run.dir unset for a fresh one)")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path`` then rename it over: a kill mid-write leaves the previous file intact, and a
+    failed write (a full disk) leaves no temporary file and names the file it was writing."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        tmp.replace(path)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # not a file we made
+        if isinstance(exc, OSError) and not exc.filename:  # a write() that failed says which error, not where
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
+
+
+def serialized(obj: Any) -> bytes:
+    """``torch.save`` into memory: written to disk by plain file I/O, a full disk is an OSError (torch's own zip
+    writer reports it as a RuntimeError)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+class ClaimRunFolder(Callback):
+    """Hydra callback: lock a new search's run folder before Hydra writes into it.
+
+    Hydra saves ``.hydra/config.yaml`` (what ``nas resume`` and ``nas-final`` read) and appends its log to
+    the run folder before the task function starts; in a folder that another search owns, that would
+    overwrite the owner's config. When the folder is locked by another process or holds a search, Hydra is
+    told to write nothing there; the search itself then stops with the reason (``claim_new_search``).
+    """
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import open_dict, read_write
+
+        if config.get("resume"):
+            return  # a resume runs in a fresh folder of its own and locks its target in run_search
+        folder = Path(str(config.hydra.run.dir))
+        try:
+            lock_folder(folder)
+            taken = bool(search_files(folder))
+        except FolderBusy:
+            taken = True
+        except OSError:
+            return  # cannot create or write the folder: the search names it (runner.check_writable)
+        if taken:
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.output_subdir = None
+                handlers = config.hydra.job_logging.get("handlers") or {}
+                if "file" in handlers:
+                    handlers.file.filename = os.devnull
+
+    def on_run_end(self, config: Any, **kwargs: Any) -> None:
+        release_folder(Path(str(config.hydra.run.dir)))
