@@ -20,6 +20,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from nas.errors import CallbackError
+
 LOCK_FILE = ".nas.lock"
 # What makes a folder a search's: its MLflow binding, its records, PPO's state.
 SEARCH_FILES = ("search.json", "candidates.jsonl", "checkpoint.pt")
@@ -125,33 +127,44 @@ def serialized(obj: Any) -> bytes:
 
 
 class ClaimRunFolder(Callback):
-    """Hydra callback: lock a new search's run folder before Hydra writes into it.
+    """Hydra callback: a new search's run folder (a sweep's folder) is claimed before Hydra writes into it.
 
-    Hydra saves ``.hydra/config.yaml`` (what ``nas resume`` and ``nas-final`` read) and appends its log to
-    the run folder before the task function starts; in a folder that another search owns, that would
-    overwrite the owner's config. When the folder is locked by another process or holds a search, Hydra is
-    told to write nothing there; the search itself then stops with the reason (``claim_new_search``).
+    Hydra saves ``.hydra/config.yaml`` (what ``nas resume`` and ``nas-final`` read) and appends its log to the
+    run folder before the task function starts; in a folder another search owns, that would overwrite the
+    owner's config. So the claim happens here, and a folder that is locked or holds a search stops the command
+    before Hydra writes anything. (Hydra turns an ``Exception`` from a callback into a warning: the error
+    travels as ``CallbackError``, which ``nas.errors.reporting`` reports as bad input.)
     """
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        from omegaconf import open_dict, read_write
-
         if config.get("resume"):
             return  # a resume runs in a fresh folder of its own and locks its target in run_search
-        folder = Path(str(config.hydra.run.dir))
         try:
-            lock_folder(folder)
-            taken = bool(search_files(folder))
-        except FolderBusy:
-            taken = True
+            claim_new_search(Path(str(config.hydra.run.dir)))
+        except (FolderBusy, FolderTaken) as exc:
+            raise CallbackError(exc) from None
         except OSError:
-            return  # cannot create or write the folder: the search names it (runner.check_writable)
-        if taken:
-            with read_write(config.hydra), open_dict(config.hydra):
-                config.hydra.output_subdir = None
-                handlers = config.hydra.job_logging.get("handlers") or {}
-                if "file" in handlers:
-                    handlers.file.filename = os.devnull
+            return  # the folder cannot be made or written: the search names it (runner.check_writable)
 
     def on_run_end(self, config: Any, **kwargs: Any) -> None:
         release_folder(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        # Each job locks its own folder in run_search; the sweep's folder is held here so that two sweeps
+        # cannot share it, and one that already holds a sweep's searches is refused.
+        sweep = Path(str(config.hydra.sweep.dir))
+        try:
+            lock_folder(sweep)
+        except FolderBusy as exc:
+            raise CallbackError(exc) from None
+        except OSError:
+            return
+        found = sorted(str(p.parent) for name in SEARCH_FILES for p in sweep.glob(f"*/{name}"))
+        if found:
+            release_folder(sweep)
+            raise CallbackError(FolderTaken(f"'{sweep}' already holds a sweep's searches ({found[0]}, ...): "
+                                            f"`nas resume={found[0]}` continues one; a new sweep needs a folder of its own "
+                                            "(leave hydra.sweep.dir unset for a fresh one)"))
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        release_folder(Path(str(config.hydra.sweep.dir)))

@@ -163,6 +163,17 @@ def test_two_resumes_of_one_folder_at_once_one_resumes_the_other_is_refused(tmp_
     assert_complete_after_resume(run_dir, uri, parent_of(run_dir))  # nothing trained twice: 8 records, 8 child runs
 
 
+def test_a_sweep_into_a_folder_that_holds_a_sweep_is_refused_before_anything_is_written(tmp_path, sqlite_uri, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *SEARCH, "budget=2", "seed=0,1", f"tracking.uri={sqlite_uri}", f"hydra.sweep.dir={sweep}"]
+    assert run_nas(monkeypatch, *args) == 0
+    before, runs_before = snapshot(sweep), store_state(sqlite_uri)
+    assert run_nas(monkeypatch, *args[:-2], "seed=5,6", *args[-2:]) == 2
+    err = capsys.readouterr().err
+    assert f"'{sweep}' already holds a sweep's searches" in err and f"nas resume={sweep}/0" in err
+    assert snapshot(sweep) == before and store_state(sqlite_uri) == runs_before
+
+
 # -- a resume is bound to its own run -----------------------------------------------------------------------------
 
 def point_at(run_dir: Path, run_id: str) -> None:
