@@ -22,8 +22,9 @@ class ResumeError(ValueError):
 
 
 class CallbackError(BaseException):
-    """An error a Hydra callback found (nas.sweep.CheckSweep): Hydra turns an ``Exception`` from a callback into a
-    warning and goes on, so it travels wrapped in this; ``reporting`` reports ``error`` as if the command raised it."""
+    """An error a Hydra callback found (nas.sweep.CheckSweep, nas.folders.ClaimRunFolder): Hydra turns an ``Exception``
+    from a callback into a warning and goes on, so it travels wrapped in this; ``reporting`` reports ``error`` as if
+    the command raised it."""
 
     def __init__(self, error: Exception):
         super().__init__(str(error))
