@@ -36,7 +36,7 @@ from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
 from nas.errors import DeferredSignals, ResumeError, SearchStopped
 from nas.folders import claim_new_search, lock_folder, release_folder, serialized, write_atomically
-from nas.tracking import StoreUnavailable, Tracker, check_store, download_run_artifact
+from nas.tracking import StoreUnavailable, Tracker, check_names, check_store, download_run_artifact
 from nas.train import resolve_device
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
         replay = [evaluation_of(r) for r in records]
     # Before any work: fail fast, naming the URI.
     check_store(search_state["tracking_uri"] if resuming else config.tracking.uri, must_exist=resuming)
+    check_names(config.tracking.experiment_name, config.tracking.run_name, config.tracking.artifact_location)
     check_writable(output_dir)
     if not resuming:
         claim_new_search(output_dir)  # locked for this search; another search's records are never overwritten

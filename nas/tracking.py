@@ -117,12 +117,42 @@ def check_uri_form(uri: str, key: str = "tracking.uri") -> None:
         if not parsed.hostname:
             raise StoreUnreachable(f"{key}: '{uri}' names no host (write {scheme}://host:port)")
         return
-    if scheme in SERVER_SCHEMES:
-        return
+    if scheme in SERVER_SCHEMES or uri in ("databricks", "databricks-uc") or uri.startswith("databricks://"):
+        return  # Databricks: "databricks" alone, or databricks://<profile>
     if scheme in ("", "file") or (len(scheme) == 1 and uri[1:3] in (":\\", ":/")):  # a folder (a Windows drive letter too)
         raise StoreUnreachable(f"{key}: '{uri}' is a folder (MLflow's file store, refused by MLflow 3 unless "
                                f"MLFLOW_ALLOW_FILE_STORE is set); use a store: {URI_FORMS}")
     raise StoreUnreachable(f"{key}: '{uri}' is not a tracking store MLflow knows (scheme '{scheme}'); use {URI_FORMS}")
+
+
+MAX_EXPERIMENT_NAME = 500  # MLflow's limits (mlflow.utils.validation)
+MAX_RUN_NAME = 250
+ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "abfss", "hdfs", "viewfs", "ftp", "sftp", "dbfs", "mlflow-artifacts", "http", "https",
+                    "models", "uc-volumes")
+
+
+def check_names(experiment_name: str, run_name: str | None, artifact_location: str | None) -> None:
+    """What MLflow would refuse only when the run is created, or store somewhere nobody can write."""
+    from urllib.parse import urlparse
+
+    if len(experiment_name) > MAX_EXPERIMENT_NAME:
+        raise StoreUnreachable(f"tracking.experiment_name is {len(experiment_name)} characters long; MLflow takes {MAX_EXPERIMENT_NAME} at most")
+    if run_name is not None and len(run_name) > MAX_RUN_NAME:
+        raise StoreUnreachable(f"tracking.run_name is {len(run_name)} characters long; MLflow takes {MAX_RUN_NAME} at most")
+    if not artifact_location:
+        return
+    scheme = urlparse(artifact_location).scheme.lower()
+    if scheme == "runs":
+        raise StoreUnreachable(f"tracking.artifact_location: '{artifact_location}' is a run's artifact URI; give a folder or a store URI")
+    if scheme and scheme not in ARTIFACT_SCHEMES and not (len(scheme) == 1 and artifact_location[1:2] == ":"):
+        raise StoreUnreachable(f"tracking.artifact_location: '{artifact_location}' has a scheme MLflow has no artifact store for "
+                               f"('{scheme}'; known: {', '.join(ARTIFACT_SCHEMES)} or a local folder)")
+    if scheme in ("", "file"):
+        path = Path(urlparse(artifact_location).path if scheme == "file" else artifact_location).absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreUnreachable(f"tracking.artifact_location: cannot write artifacts under '{path}' ('{existing}' is "
+                                   f"{'not a folder' if not existing.is_dir() else 'not writable'})")
 
 
 def check_store(uri: str, timeout: float = 5.0, must_exist: bool = False) -> None:
@@ -130,6 +160,14 @@ def check_store(uri: str, timeout: float = 5.0, must_exist: bool = False) -> Non
     server that does not answer, or a sqlite file in a folder this process cannot write. ``must_exist``
     (a resume): a sqlite file that is gone is an error, not a new empty store."""
     check_uri_form(uri)
+    base = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if base in DATABASE_SCHEMES and base != "sqlite":
+        try:
+            import sqlalchemy
+
+            sqlalchemy.create_engine(uri)  # loads the database driver; connects only when first used
+        except Exception as exc:
+            raise StoreUnreachable(f"tracking.uri: cannot use the database '{uri}': {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if must_exist and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise StoreUnreachable(f"the MLflow store '{uri[len('sqlite:///'):]}' the search logged to no longer exists; "
                                "put the file back to resume the search")
