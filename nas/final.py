@@ -289,7 +289,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
     from nas.runner import candidate_seed
     from nas.tasks import make_task
-    from nas.tracking import flatten, resolve_uri
+    from nas.tracking import flatten, open_store, resolve_uri
     from nas.train import evaluate, fit, resolve_device, train_and_evaluate
 
     # Everything that can fail on bad input, before anything trains: the settings, then the search they name.
@@ -308,6 +308,11 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         log.warning("the search's MLflow run (%s) is not in %s: the final run goes to experiment '%s' without a search_run_id tag",
                     search.where, resolve_uri(search.tracking_uri), search_config.tracking.experiment_name)
         search.experiment_id = registry.experiment_id(search.tracking_uri, search_config.tracking.experiment_name)
+    experiment = open_store(search.tracking_uri).get_experiment(search.experiment_id)
+    if experiment.lifecycle_stage != "active":  # MLflow would refuse the final run only after the training
+        raise FinalError(f"the search's MLflow experiment '{experiment.name}' (id {experiment.experiment_id}) is deleted in "
+                         f"{resolve_uri(search.tracking_uri)}: restore it (mlflow experiments restore --experiment-id "
+                         f"{experiment.experiment_id}) for the final run to be logged there")
     if search_config.trainer.pretrain.steps > 0 and trainer.pretrain.steps == 0:
         log.warning("the search pre-trained every candidate (trainer.pretrain.steps=%d); this final training does not "
                     "(give trainer=pretrain_finetune or trainer.pretrain.steps=...)", search_config.trainer.pretrain.steps)

@@ -104,3 +104,24 @@ def test_registered_names_mlflow_accepts_are_accepted(name):
 
     _validate_model_name(name)
     check_registered_name(name)
+
+
+def test_a_deleted_experiment_is_refused_before_anything_trains(tmp_path, monkeypatch, capsys):
+    """The search's experiment deleted in the store: MLflow would refuse the final run only after the training."""
+    from mlflow.entities import ViewType
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    found = search(tmp_path, "search", [*TINY, "budget=1", "strategy=random", f"tracking.uri={uri}"])
+    client = MlflowClient(uri)
+    client.delete_experiment(found.experiment_id)
+    runs_before = [r.info.run_id for r in client.search_runs([found.experiment_id], run_view_type=ViewType.ALL)]
+    out = tmp_path / "out"
+    capsys.readouterr()  # the search's own output
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(monkeypatch, f"search={found.dir}", "trainer=tiny", f"hydra.run.dir={out}")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert re.fullmatch(rf"nas-final: error: the search's MLflow experiment 'nas' \(id {found.experiment_id}\) is deleted in sqlite:///.*",
+                        err.strip().splitlines()[0]), err
+    assert [r.info.run_id for r in client.search_runs([found.experiment_id], run_view_type=ViewType.ALL)] == runs_before
+    assert client.search_registered_models() == [] and not (out / "metrics.json").exists()
