@@ -62,3 +62,18 @@ def test_with_tracebacks_on_a_bad_sweep_still_stops_and_shows_the_jobs_own_error
         run_nas(monkeypatch, "-m", *TINY_SWEEP, "ppo.gamma=0.9,1.5", f"tracking.uri={sqlite_uri}", f"hydra.sweep.dir={sweep}")
     assert isinstance(raised.value.__cause__, ValueError) and str(raised.value.__cause__) == "ppo.gamma must be in [0, 1], got 1.5"
     nothing_ran(sweep, sqlite_uri)
+
+
+def test_the_sweepers_own_params_are_checked_too(tmp_path, sqlite_uri, monkeypatch, capsys):
+    """A sweep written in a config (hydra.sweeper.params), as users keep theirs, rather than on the command line."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "my_sweep.yaml").write_text(
+        "defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      ppo.gamma: 0.9,1.5\n")
+    sweep = tmp_path / "sweep"
+    code = run_nas(monkeypatch, "-m", "--config-dir", str(tmp_path / "conf"), "--config-name", "my_sweep", *TINY_SWEEP,
+                   f"tracking.uri={sqlite_uri}", f"hydra.sweep.dir={sweep}")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines()[0] == ("nas: error: sweep job 1 (ppo.gamma=1.5) of 2 is refused, nothing ran: "
+                                           "ppo.gamma must be in [0, 1], got 1.5")
+    nothing_ran(sweep, sqlite_uri)
