@@ -127,8 +127,16 @@ def check_uri_form(uri: str, key: str = "tracking.uri") -> None:
 
 MAX_EXPERIMENT_NAME = 500  # MLflow's limits (mlflow.utils.validation)
 MAX_RUN_NAME = 250
-ARTIFACT_SCHEMES = ("file", "s3", "gs", "wasbs", "abfss", "hdfs", "viewfs", "ftp", "sftp", "dbfs", "mlflow-artifacts", "http", "https",
-                    "models", "uc-volumes")
+
+
+def artifact_schemes() -> list[str]:
+    """The URI schemes MLflow has an artifact store for (its registry; plug-ins add theirs)."""
+    try:
+        from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
+
+        return sorted(s for s in _artifact_repository_registry._registry if s not in ("", "runs"))
+    except (ImportError, AttributeError):  # a private registry: should it move, keep to MLflow's documented schemes
+        return ["abfss", "dbfs", "file", "ftp", "gs", "hdfs", "http", "https", "mlflow-artifacts", "s3", "sftp", "viewfs", "wasbs"]
 
 
 def check_names(experiment_name: str, run_name: str | None, artifact_location: str | None) -> None:
@@ -144,9 +152,9 @@ def check_names(experiment_name: str, run_name: str | None, artifact_location: s
     scheme = urlparse(artifact_location).scheme.lower()
     if scheme == "runs":
         raise StoreUnreachable(f"tracking.artifact_location: '{artifact_location}' is a run's artifact URI; give a folder or a store URI")
-    if scheme and scheme not in ARTIFACT_SCHEMES and not (len(scheme) == 1 and artifact_location[1:2] == ":"):
+    if scheme and scheme not in artifact_schemes() and not (len(scheme) == 1 and artifact_location[1:2] == ":"):
         raise StoreUnreachable(f"tracking.artifact_location: '{artifact_location}' has a scheme MLflow has no artifact store for "
-                               f"('{scheme}'; known: {', '.join(ARTIFACT_SCHEMES)} or a local folder)")
+                               f"('{scheme}'; known: {', '.join(artifact_schemes())} or a local folder)")
     if scheme in ("", "file"):
         path = Path(urlparse(artifact_location).path if scheme == "file" else artifact_location).absolute()
         existing = next(p for p in (path, *path.parents) if p.exists())
