@@ -236,8 +236,9 @@ def test_a_second_ctrl_c_while_the_search_closes_still_marks_it_killed(tmp_path,
 
     when_recorded(run_dir, 3, twice)
     assert run_nas(monkeypatch, *SEARCH, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}") == 130
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "interrupted by SIGINT" in err and "Traceback" not in err
+    assert f"`nas resume={run_dir}` continues the search" in out + err
     assert runs_by_id(sqlite_uri)[parent_of(run_dir)].info.status == "KILLED"
     assert not [r for r in runs_by_id(sqlite_uri).values() if r.info.status == "RUNNING"]
     assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
