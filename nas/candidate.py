@@ -26,6 +26,9 @@ from nas.train import fit, resolve_device, train_and_evaluate
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; ``seed`` (the config's) must be what NumPy's legacy seeding takes."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

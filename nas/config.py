@@ -102,6 +102,11 @@ class TaskConfig:
         for key in columns:
             if not getattr(self, key):
                 raise ValueError(f"task.{key} is empty; {name} needs it to name a column of the data files")
+        if len(columns) == 2 and getattr(self, columns[0]) == getattr(self, columns[1]):  # one column read twice
+            raise ValueError(f"task.{columns[0]} and task.{columns[1]} both name column '{getattr(self, columns[0])}'; "
+                             "they must name two different columns")
+        if name == "language_modeling" and self.max_length < 2:  # a 1-token block has no next token to predict
+            raise ValueError(f"task.max_length must be >= 2 for language_modeling (tokens per block), got {self.max_length}")
 
 
 # The metrics each task reports (the reward comes from task.metric).
@@ -123,12 +128,18 @@ class SearchSpaceConfig:
         """Raise ValueError naming the first setting that cannot work, before any data is read: the family
         (and whether it fits ``task``), its attributes, the choice lists, max_params and the initial architecture.
         Constraints that need the task's data (parameter counts) are checked when the space is built."""
-        from nas.models import get_family, validate_attributes
+        from nas.models import check_attribute_values, get_family, validate_attributes
         from nas.space import SearchSpace, SpaceError, check_dimensions, initial_encoding
 
         get_family(self.family, task)
         check_dimensions(self.dimensions)
         validate_attributes(self.family, list(self.dimensions), "search_space.dimensions")
+        check_attribute_values(self.family, self.dimensions, "search_space.dimensions")  # types, signs, ranges, activations
+        validate_attributes(self.family, list(self.fixed), "search_space.fixed")
+        check_attribute_values(self.family, self.fixed, "search_space.fixed", choices=False)
+        both = sorted(set(self.fixed) & set(self.dimensions))
+        if both:  # the architecture's value would win: the fixed one would be silently ignored
+            raise SpaceError(f"search_space.fixed: {both} are also search_space.dimensions; set each attribute in one of them")
         if self.max_params is not None and self.max_params < 1:
             raise SpaceError(f"search_space.max_params must be >= 1 (or null: no budget), got {self.max_params}")
         if self.initial is not None:

@@ -7,8 +7,13 @@ architecture's values are exactly what lands in ``config.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import json
+import math
+import numbers
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -169,6 +174,77 @@ def validate_attributes(model_type: str, names: list[str], where: str) -> None:
         raise SpaceError(f"{where}: {unknown} are not attributes of a '{model_type}' config")
 
 
+# What a value of a config attribute must be, by the attribute's name: transformers checks the types of most
+# fields, never their signs or ranges, and a bad value then fails every candidate at build or training time.
+_SIZE = re.compile(r"^(num|n|d|max)_|_(size|dim|stride|bins|buckets|distance|heads)$")  # hidden_size, n_embd, d_kv, max_length...
+_COUNT = re.compile(r"layers?$")  # num_hidden_layers, n_layer, decoder_layers: 0 layers builds (embeddings only)
+_PROBABILITY = re.compile(r"dropout|_prob$|pdrop$|layerdrop$")  # hidden_dropout_prob, attn_pdrop, encoder_layerdrop
+_EPSILON = re.compile(r"(^|_)eps(ilon)?$")
+_ACTIVATION = re.compile(r"_act$|_act_fn$|^activation_function$|^summary_activation$|^feed_forward_proj$")
+
+
+def _activations() -> list[str]:
+    from transformers.activations import ACT2FN
+
+    return sorted(ACT2FN)
+
+
+def _field_types(model_type: str) -> dict[str, Any]:
+    config_class = type(AutoConfig.for_model(model_type))
+    return {f.name: f.type for f in dataclasses.fields(config_class)} if dataclasses.is_dataclass(config_class) else {}
+
+
+def value_problem(model_type: str, name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the ``model_type`` config's attribute ``name`` (a dimension's choice or a fixed value), or None."""
+    from huggingface_hub.errors import StrictDataclassFieldValidationError
+    from transformers.utils import logging as hf_logging
+
+    canonical = getattr(type(AutoConfig.for_model(model_type)), "attribute_map", {}).get(name, name)  # gpt2: hidden_size -> n_embd
+    if canonical in _field_types(model_type):  # the config's own type check (aliases are set unchecked)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the value alone, against the other defaults, may draw warnings about them
+        try:
+            AutoConfig.for_model(model_type, **{canonical: value})
+        except StrictDataclassFieldValidationError as exc:
+            found = re.search(r"expected (.+?), got (\w+)", str(exc))
+            why = f"expected {found.group(1)}, got {found.group(2)}" if found else str(exc).strip().splitlines()[-1].strip()
+            return f"{value!r} is not a valid '{model_type}' {name}: {why}"
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    if value is None or isinstance(value, bool):
+        return None
+    names = (name, canonical)
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        if any(_PROBABILITY.search(n) for n in names) and not 0 <= value <= 1:
+            return f"{value!r} is not a probability: it must be in [0, 1]"
+        if any(_EPSILON.search(n) for n in names) and not value > 0:
+            return f"{value!r} is not an epsilon: it must be > 0"
+        if isinstance(value, numbers.Integral):
+            if any(_COUNT.search(n) for n in names):
+                if value < 0:
+                    return f"{value!r} is not a number of layers: it must be >= 0"
+            elif any(_SIZE.search(n) for n in names) and value < 1:
+                return f"{value!r} is not a size: it must be >= 1"
+    if isinstance(value, str) and any(_ACTIVATION.search(n) for n in names):
+        activation = value.removeprefix("gated-") if canonical == "feed_forward_proj" else value
+        if activation not in _activations():
+            return f"{value!r} is not an activation transformers knows (one of {_activations()})"
+    return None
+
+
+def check_attribute_values(model_type: str, values: Mapping[str, Any], where: str, choices: bool = True) -> None:
+    """SpaceError naming ``<where>.<attribute>`` and the first value that no ``model_type`` config can take: a wrong type,
+    a size below 1, a probability outside [0, 1], a non-finite number, an activation transformers does not know.
+    ``values``: attribute -> its choices (a dimension) or, with ``choices=False``, its one value (search_space.fixed)."""
+    for name, value in values.items():
+        for choice in (value if choices else [value]):
+            problem = value_problem(model_type, str(name), choice)
+            if problem:
+                raise SpaceError(f"{where}.{name}: {problem}")
+
+
 def make_space(
     model_type: str,
     dimensions: Mapping[str, list[Any]],
@@ -181,6 +257,7 @@ def make_space(
     family = get_family(model_type, task)
     check_dimensions(dimensions)
     validate_attributes(model_type, list(dimensions), f"search_space.dimensions of '{name}'")
+    check_attribute_values(model_type, dimensions, "search_space.dimensions")
     if max_params is not None and max_params < 1:
         raise SpaceError(f"search_space.max_params must be >= 1 (or null: no budget), got {max_params}")
 
@@ -195,7 +272,7 @@ def make_space(
         constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
     space = SearchSpace.from_dict(dimensions, constraints, name=name)
     try:
-        space.first_valid()  # raises when no architecture satisfies the constraints
+        first = space.first_valid()  # raises when no architecture satisfies the constraints
     except SpaceError:
         if max_params is None:
             raise
@@ -207,7 +284,38 @@ def make_space(
                              f"({', '.join(c.name for c in unbudgeted.constraints)}) in search space '{name}', "
                              "even without search_space.max_params") from None
         count = parameter_count(build_config(model_type, smallest, fixed), task)
+        positions = fixed.get("max_position_embeddings")
+        if isinstance(positions, int) and positions > 1:  # is it the positions (task.max_length) that do not fit?
+            without = parameter_count(build_config(model_type, smallest, {**fixed, "max_position_embeddings": 1}), task)
+            if without <= max_params:
+                raise SpaceError(f"task.max_length: {positions:,} positions give the smallest architecture of '{name}' ({smallest}) "
+                                 f"{count:,} parameters, {count - without:,} of them position embeddings, over "
+                                 f"search_space.max_params={max_params}; lower task.max_length (or raise max_params)") from None
         raise SpaceError(f"search_space.max_params={max_params} is below the smallest architecture: no architecture satisfying "
                          f"the constraints of '{name}' has at most {max_params:,} parameters (the first valid one, {smallest}, "
                          f"has {count:,}); raise it or add smaller choices") from None
+    check_buildable(model_type, task, space, fixed, first)
     return space
+
+
+def check_buildable(model_type: str, task: str, space: SearchSpace, fixed: Mapping[str, Any], first: tuple[int, ...],
+                    max_checks: int = 32) -> None:
+    """Build the first valid architecture and the last one (among the last ``max_checks``: usually the smallest and the
+    largest) on the meta device, with the task's fields: a size that cannot build fails here, not in every candidate.
+    No memory is allocated and no random number drawn (the search proposes and scores as without this check)."""
+    def build(encoding: tuple[int, ...]) -> bool:
+        if encoding != first and not space.is_valid_encoding(encoding):
+            return False
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            build_model(build_config(model_type, space.decode(encoding), fixed), task)
+        return True
+
+    for encoding in [first, *itertools.islice(itertools.product(*(range(n - 1, -1, -1) for n in space.sizes)), max_checks)]:
+        architecture = space.decode(encoding)
+        try:
+            if build(encoding) and encoding != first:
+                return  # the last valid one built too
+        except Exception as exc:  # noqa: BLE001 (whatever transformers or torch raise: the architecture cannot build)
+            message = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else ""
+            raise SpaceError(f"search_space: the architecture {architecture} of '{space.name}' cannot be built as a '{model_type}' "
+                             f"{task} model (with search_space.fixed and the task's fields): {type(exc).__name__}: {message}") from None

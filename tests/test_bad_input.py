@@ -84,6 +84,14 @@ def files(tmp_path_factory) -> Path:
     (d / "garbage.npz").write_bytes(rng.bytes(256))
     (d / "a_file").write_text("not a folder\n")
     (d / "read_only").mkdir(mode=0o500)
+    os.mkfifo(d / "fifo.csv")  # not a regular file: opening it would wait for a writer forever
+    os.mkfifo(d / "fifo.npz")
+    REVIEWS.assign(label=REVIEWS.label.astype(bool)).to_csv(d / "bool_labels.csv", index=False)  # True/False; validation: 1/0
+    REVIEWS.assign(label=REVIEWS.label.where(REVIEWS.index % 2 == 0)).to_csv(d / "nan_labels.csv", index=False)  # 20 of 40 NaN
+    REVIEWS.assign(label=rng.random(len(REVIEWS)).round(4)).to_csv(d / "float_labels.csv", index=False)  # a score, not classes
+    (d / "float_labels.jsonl").write_text("".join(json.dumps({"text": row.text, "label": float(score)}) + "\n"
+                                                  for row, score in zip(REVIEWS.itertuples(), rng.random(len(REVIEWS)), strict=True)))
+    np.savez(d / "float_label_images.npz", image=rng.integers(0, 255, (30, 28, 28), dtype=np.uint8), label=rng.random(30))
     (d / "conf" / "task").mkdir(parents=True)
     (d / "conf" / "task" / "broken.yaml").write_text(
         "defaults:\n  - text_classification\n  - _self_\n\ntrain_size: [64\nval_size: 32\n")  # an unclosed list
@@ -184,7 +192,7 @@ CASES = [
     ("zero horizon", ["ppo.horizon=0"], r"ppo\.horizon must be >= 1, got 0"),
     ("gamma above 1", ["ppo.gamma=1.5"], r"ppo\.gamma must be in \[0, 1\], got 1\.5"),
     ("gamma below 0", ["ppo.gamma=-0.1"], r"ppo\.gamma must be in \[0, 1\], got -0\.1"),
-    ("zero clip_coef", ["ppo.clip_coef=0"], r"ppo\.clip_coef must be > 0, got 0"),
+    ("zero clip_coef", ["ppo.clip_coef=0"], r"ppo\.clip_coef must be a finite number > 0, got 0"),
     ("nan ppo learning rate", ["ppo.learning_rate=nan"], r"ppo\.learning_rate must be a number >= 0, got nan"),
     ("negative exploration", ["ppo.exploration=-1"], r"ppo\.exploration must be a number >= 0, got -1"),
     ("one-member ensemble", ["ppo.ensemble_members=1"], r"ppo\.ensemble_members must be >= 2, got 1"),
@@ -195,6 +203,11 @@ CASES = [
     ("zero workers", ["parallel.workers=0"], r"parallel\.workers must be >= 1, got 0"),
     ("unknown cost", ["objective.cost=flops"], r"objective\.cost must be one of .*got 'flops'"),
     ("fidelity steps past max_steps", ["fidelity.steps=[2,9]"], r"fidelity\.steps must be .*trainer\.max_steps=4, got \[2, 9\]"),
+    ("unknown device", ["trainer.device=tpu"], r"trainer\.device='tpu' is not a device"),
+    ("infinite entropy coefficient", ["ppo.ent_coef=inf"], r"ppo\.ent_coef must be a finite number >= 0, got inf"),
+    ("infinite clip coefficient", ["ppo.clip_coef=inf"], r"ppo\.clip_coef must be a finite number > 0, got inf"),
+    ("infinite value coefficient", ["ppo.vf_coef=inf"], r"ppo\.vf_coef must be a finite number >= 0, got inf"),
+    ("negative seed", ["seed=-1"], r"seed must be an integer in \[0, 2\*\*32 - 1\], got -1"),
     # task settings (TaskConfig.validate)
     ("zero train_size", ["task.train_size=0"], r"task\.train_size must be >= 1 .*got 0"),
     ("negative train_size", ["task.train_size=-5"], r"task\.train_size must be >= 1 .*got -5"),
@@ -203,6 +216,10 @@ CASES = [
     ("unknown tokenizer", ["task.tokenizer=sentencepiece"],
      r"task\.tokenizer must be one of \['wordpiece', 'byte_bpe'\], got 'sentencepiece'"),
     ("metric of another task", ["task.metric=bleu"], r"task\.metric 'bleu' is not a text_classification metric"),
+    ("text column is the label column", ["task.text_column=label"],
+     r"task\.text_column and task\.label_column both name column 'label'"),
+    ("one-token language-model blocks", ["task=language_modeling", "task.max_length=1"],
+     r"task\.max_length must be >= 2 for language_modeling .*got 1"),
     # the search space
     ("empty choice list", ["search_space.dimensions.hidden_size=[]"], r"search_space\.dimensions\.hidden_size has an empty choice list"),
     ("duplicated choice", ["search_space.dimensions.hidden_size=[64,64]"], r"search_space\.dimensions\.hidden_size lists choice 64 twice"),
@@ -214,6 +231,23 @@ CASES = [
                                    "search_space.initial=null"],
      r"no architecture satisfying its constraints \(num_attention_heads divides hidden_size"),
     ("initial not a choice", ["search_space.initial.hidden_size=48"], r"search_space\.initial: 'hidden_size=48' is not a choice"),
+    ("negative hidden sizes", ["search_space.dimensions.hidden_size=[-32,-64]", "search_space.initial=null"],
+     r"search_space\.dimensions\.hidden_size: -32 is not a size: it must be >= 1"),
+    ("strings for a size", ["search_space.dimensions.hidden_size=[abc,def]", "search_space.initial=null"],
+     r"search_space\.dimensions\.hidden_size: 'abc' is not a valid 'bert' hidden_size: expected int, got str"),
+    ("fractional layer counts", ["search_space.dimensions.num_hidden_layers=[1.5,2.5]", "search_space.initial=null"],
+     r"search_space\.dimensions\.num_hidden_layers: 1\.5 is not a valid 'bert' num_hidden_layers: expected int, got float"),
+    ("unknown activation", ["search_space.dimensions.hidden_act=[nosuchact]", "search_space.initial=null"],
+     r"search_space\.dimensions\.hidden_act: 'nosuchact' is not an activation transformers knows \(.*'gelu'"),
+    ("dropout above 1", ["search_space.dimensions.hidden_dropout_prob=[1.5]", "search_space.initial=null"],
+     r"search_space\.dimensions\.hidden_dropout_prob: 1\.5 is not a probability: it must be in \[0, 1\]"),
+    ("negative fixed vocab_size", ["+search_space.fixed.vocab_size=-1"], r"search_space\.fixed\.vocab_size: -1 is not a size: it must be >= 1"),
+    ("fixed attribute the family lacks", ["+search_space.fixed.nosuchattr=3"],
+     r"search_space\.fixed: \['nosuchattr'\] are not attributes of a 'bert' config"),
+    ("fixed pad token outside the vocabulary", ["+search_space.fixed.pad_token_id=5000"],
+     r"search_space: the architecture \{.*\} of 'bert' cannot be built as a 'bert' text_classification model .*Padding_idx"),
+    ("max_length beyond the parameter budget", ["task.max_length=100000"],
+     r"task\.max_length: .*100,000 positions.*search_space\.max_params=300000"),
     # data files
     ("missing data file", ["task.train_file={files}/nope.csv"], r"task\.train_file: data file '.*/nope\.csv' does not exist"),
     ("a folder as data file", ["task.validation_file={files}/folder.csv"], r"task\.validation_file: '.*/folder\.csv' is a directory"),
@@ -238,6 +272,19 @@ CASES = [
      r"task\.train_file: '.*/small_images\.npz' holds images of shape \(1, 16, 16\).*\(1, 28, 28\)"),
     ("not an npz archive", ["task=image_classification", "search_space=vit_small", "task.validation_file={files}/garbage.npz"],
      r"task\.validation_file: '.*/garbage\.npz' is not a \.npz archive"),
+    ("a fifo as data file", ["task.train_file={files}/fifo.csv"], r"task\.train_file: '.*/fifo\.csv' is not a regular file"),
+    ("a fifo as image file", ["task=image_classification", "search_space=vit_small", "task.validation_file={files}/fifo.npz"],
+     r"task\.validation_file: '.*/fifo\.npz' is not a regular file"),
+    ("validation labels of another type", ["task.train_file={files}/bool_labels.csv"],
+     r"task\.validation_file: labels \[0, 1\] \(numbers\) are not among the training labels \[False, True\] \(booleans\)"),
+    ("labels missing in many rows", ["task.train_file={files}/nan_labels.csv"],
+     r"task\.train_file: 20 of the 40 rows read from '.*/nan_labels\.csv' have no value in column \['label'\].*more than 10%"),
+    ("continuous float labels (csv)", ["task.train_file={files}/float_labels.csv"],
+     r"task\.train_file: label column 'label' of '.*/float_labels\.csv' holds 40 distinct float values"),
+    ("continuous float labels (json)", ["task.train_file={files}/float_labels.jsonl"],
+     r"task\.train_file: label column 'label' of '.*/float_labels\.jsonl' holds 40 distinct float values"),
+    ("continuous float labels (npz)", ["task=image_classification", "search_space=vit_small", "task.train_file={files}/float_label_images.npz"],
+     r"task\.train_file: label array 'label' of '.*/float_label_images\.npz' holds 30 distinct float values"),
     # where the search writes: its output directory, its tracking store, a warm start
     ("output dir under a file", ["hydra.run.dir={files}/a_file/run"], r"'.*/a_file/run'"),
     pytest.param("read-only output dir", ["hydra.run.dir={files}/read_only/run"], r"Permission denied: '.*/read_only/run'",
@@ -380,7 +427,20 @@ def test_every_shipped_task_and_space_passes_validation():
     ({"max_params": 0}, r"search_space\.max_params must be >= 1"),
     ({"initial": {"hidden_size": 48}}, r"search_space\.initial: 'hidden_size=48' is not a choice"),
     ({"family": "vit"}, r"search_space\.family 'vit' does not fit task 'text_classification'"),
-], ids=["empty choices", "duplicate choice", "unknown attribute", "zero max_params", "initial not a choice", "family misfit"])
+    ({"dimensions": {"intermediate_size": [0, 64]}}, r"search_space\.dimensions\.intermediate_size: 0 is not a size: it must be >= 1"),
+    ({"dimensions": {"num_hidden_layers": [-1, 1]}}, r"search_space\.dimensions\.num_hidden_layers: -1 is not a number of layers"),
+    ({"dimensions": {"attention_probs_dropout_prob": [0.1, -0.2]}},
+     r"search_space\.dimensions\.attention_probs_dropout_prob: -0\.2 is not a probability"),
+    ({"dimensions": {"hidden_dropout_prob": [0.0, float("nan")]}}, r"search_space\.dimensions\.hidden_dropout_prob: nan is not a finite"),
+    ({"dimensions": {"layer_norm_eps": [0.0]}}, r"search_space\.dimensions\.layer_norm_eps: 0\.0 is not an epsilon: it must be > 0"),
+    ({"dimensions": {"initializer_range": [1]}},
+     r"search_space\.dimensions\.initializer_range: 1 is not a valid 'bert' initializer_range: expected float, got int"),
+    ({"fixed": {"hidden_act": "nosuchact"}}, r"search_space\.fixed\.hidden_act: 'nosuchact' is not an activation"),
+    ({"fixed": {"type_vocab_size": 0}}, r"search_space\.fixed\.type_vocab_size: 0 is not a size"),
+    ({"fixed": {"hidden_size": 64}}, r"search_space\.fixed: \['hidden_size'\] are also search_space\.dimensions"),
+], ids=["empty choices", "duplicate choice", "unknown attribute", "zero max_params", "initial not a choice", "family misfit",
+        "zero size", "negative layers", "negative dropout", "nan dropout", "zero epsilon", "int for a float", "fixed activation",
+        "fixed zero size", "fixed and a dimension"])
 def test_search_space_validation_needs_no_data(change, message):
     # For runner.validate_config: the space's own mistakes, found before the task reads any file.
     from nas.space import SpaceError
@@ -391,3 +451,87 @@ def test_search_space_validation_needs_no_data(change, message):
     space = dataclasses.replace(space, dimensions=dimensions, initial=initial, **change)
     with pytest.raises(SpaceError, match=message):
         space.validate("text_classification")
+
+
+@pytest.mark.parametrize("family, name, value", [
+    ("gpt2", "hidden_size", "wide"), ("gpt2", "n_layer", -1), ("gpt2", "activation_function", "nosuchact"), ("gpt2", "attn_pdrop", 2.0),
+    ("t5", "feed_forward_proj", "gated-nosuchact"), ("t5", "d_kv", 0), ("bart", "encoder_attention_heads", 0),
+    ("bart", "encoder_layerdrop", 1.5), ("vit", "patch_size", -4), ("audio-spectrogram-transformer", "num_mel_bins", 0),
+])
+def test_every_family_refuses_values_no_candidate_can_take(family, name, value):
+    from nas.models import check_attribute_values
+    from nas.space import SpaceError
+
+    with pytest.raises(SpaceError, match=rf"search_space\.dimensions\.{name}: {re.escape(repr(value))} is not"):
+        check_attribute_values(family, {name: [value]}, "search_space.dimensions")
+
+
+def test_every_default_value_of_every_family_is_accepted():
+    # The rules go by attribute name: none may refuse what transformers itself ships as a default.
+    from transformers import AutoConfig
+
+    from nas.models import FAMILIES, _field_types, value_problem
+
+    for family in FAMILIES:
+        defaults = AutoConfig.for_model(family)
+        for name in _field_types(family):
+            assert value_problem(family, name, getattr(defaults, name)) is None, (family, name)
+
+
+def test_the_build_check_draws_no_random_number_and_names_an_architecture_that_cannot_build():
+    import torch
+
+    from nas.models import make_space
+    from nas.space import SpaceError
+
+    space = dict(shipped("search_space", SearchSpaceConfig))["bert_small"]
+    fields = {"vocab_size": 300, "max_position_embeddings": 64, "pad_token_id": 0, "num_labels": 2}
+    torch.manual_seed(0)
+    make_space("bert", space.dimensions, "text_classification", fields, space.max_params, name="bert")
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(3), after)  # the meta-device builds left the generator where it was
+    with pytest.raises(SpaceError, match=r"the architecture \{'num_hidden_layers': 1, 'hidden_size': 32.*cannot be built.*Padding_idx"):
+        make_space("bert", space.dimensions, "text_classification", {**fields, "pad_token_id": 300}, space.max_params, name="bert")
+
+
+@pytest.mark.parametrize("name, message", [("tpu", "is not a device nas trains on"), ("meta", "is not a device nas trains on"),
+                                           ("cuda:x", "is not a device nas trains on"), ("cuda:99", "CUDA")])
+def test_devices_this_machine_cannot_train_on_are_named(name, message):
+    from nas.train import resolve_device
+
+    with pytest.raises(ValueError, match=rf"trainer\.device='{re.escape(name)}'.*{message}"):
+        resolve_device(name)
+    assert resolve_device("cpu").type == "cpu"
+
+
+def _labelled(tmp_path: Path, labels: list, name: str = "train.csv") -> Path:
+    REVIEWS.assign(label=labels).to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+def test_a_few_rows_without_a_label_are_left_out_with_a_warning_that_counts_them(tmp_path, caplog):
+    # At most 10% of the rows read (nas.tasks.data.MAX_MISSING_SHARE) may lack a value; more is an error (see CASES).
+    labels = [None if i in (3, 17) else int(v) for i, v in enumerate(REVIEWS.label)]
+    config = compose_config([*TINY, f"task.train_file={_labelled(tmp_path, labels)}", "task.train_size=40"])
+    with caplog.at_level(logging.WARNING, logger="nas.tasks.data"):
+        task = make_task(config.task)
+    assert len(task.train["labels"]) == 38
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert re.fullmatch(r"task\.train_file: 2 of the 40 rows read from '.*/train\.csv' have no value in column \['label'\]: "
+                        r"those rows are left out", warning), warning
+
+
+def test_whole_number_float_labels_and_few_float_labels_are_classes(tmp_path):
+    # A label column with a gap reads as floats (0.0, 1.0): still two classes; so are 20 distinct fractional values at most.
+    from nas.tasks.data import MAX_FLOAT_CLASSES, DataError, check_class_labels
+
+    labels = [None if i == 5 else int(v) for i, v in enumerate(REVIEWS.label)]
+    config = compose_config([*TINY, f"task.train_file={_labelled(tmp_path, labels)}", "task.train_size=40"])
+    assert make_task(config.task).config_fields()["num_labels"] == 2
+    check_class_labels([float(i) for i in range(100)], "label", "f.csv", "task.train_file")
+    check_class_labels([i / 2 for i in range(MAX_FLOAT_CLASSES)], "label", "f.csv", "task.train_file")
+    with pytest.raises(DataError, match=rf"holds {MAX_FLOAT_CLASSES + 1} distinct float values"):
+        check_class_labels([i / 2 for i in range(MAX_FLOAT_CLASSES + 1)], "label", "f.csv", "task.train_file")
+    with pytest.raises(DataError, match="holds NaN labels"):
+        check_class_labels(np.array([0.0, np.nan, 1.0]).tolist(), "label", "f.npz", "task.train_file", what="label array")

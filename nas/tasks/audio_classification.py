@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError, check_data_file, check_npz, warn_if_short
+from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -86,6 +86,7 @@ class AudioClassificationTask:
             splits["test"] = read_audio(test_file, n=test_size, key="task.test_file", **read)
         for name, path in (test_files or {}).items():
             splits[f"test:{name}"] = read_audio(path, n=None, key=f"task.test_files.{name}", **read)
+        check_class_labels(splits["train"][1].tolist(), label_column, train_file, "task.train_file", what="label array")
         self.labels = sorted(np.unique(splits["train"][1]).tolist())
         for split, (_, y) in splits.items():
             unseen = sorted(set(np.unique(y).tolist()) - set(self.labels))

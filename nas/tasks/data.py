@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -15,6 +17,14 @@ log = logging.getLogger(__name__)
 
 class DataError(ValueError):
     """A data file that is missing, unreadable, empty or lacks a named column."""
+
+
+# Rows without a value in a column the task reads are dropped with a warning that counts them; when more than this share of
+# the rows read lack one, the file is an error instead (a wrong column or a broken export, not a few gaps).
+MAX_MISSING_SHARE = 0.10
+# Float labels with more distinct values than this, not all whole numbers, are a continuous target (a score, a rating
+# average), not classes: an error rather than one class per value. Whole-number floats (1.0, 2.0) are class ids.
+MAX_FLOAT_CLASSES = 20
 
 
 def _suffixes(path: Path) -> list[str]:
@@ -32,8 +42,10 @@ def check_data_file(path: str | Path, key: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{key}: '{path}' is a directory, not a data file")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{key}: data file '{path}' does not exist")
+    if not path.is_file():  # reading a fifo would wait for a writer forever; a device never ends
+        raise DataError(f"{key}: '{path}' is not a regular file (a fifo, socket or device); name a data file")
     if path.stat().st_size == 0:
         raise DataError(f"{key}: '{path}' is empty (0 bytes)")
     return path
@@ -84,7 +96,7 @@ def read_table(path: str | Path, columns: list[str], key: str, nrows: int | None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DataError(f"{key}: '{path}' has no column {missing} (columns: {list(df.columns)})")
-    df = df[columns].dropna()
+    df = drop_missing(df[columns], path, key)
     if nrows is not None:
         df = df.head(nrows)
     if df.empty:
@@ -117,3 +129,47 @@ def check_label_types(labels: Iterable[object], column: str, path: str | Path, k
         found = " and ".join(f"{kind} ({', '.join(repr(v) for v in examples)})" for kind, examples in sorted(kinds.items()))
         raise DataError(f"{key}: label column '{column}' of '{path}' mixes label types: {found}; "
                         "give every label the same type (all numbers or all strings)")
+
+
+def drop_missing(df: pd.DataFrame, path: Path, key: str) -> pd.DataFrame:
+    """``df`` without its rows that lack a value; a warning counts them, more than MAX_MISSING_SHARE of the rows is an error."""
+    missing = df.isna()
+    dropped = int(missing.any(axis=1).sum())
+    if not dropped:
+        return df
+    columns = [c for c in df.columns if missing[c].any()]
+    counted = f"{dropped} of the {len(df)} rows read from '{path}' have no value in column {columns}"
+    if dropped > MAX_MISSING_SHARE * len(df):
+        raise DataError(f"{key}: {counted}: more than {MAX_MISSING_SHARE:.0%} of them, so the file is refused; "
+                        "fill in or remove those rows")
+    log.warning("%s: %s: those rows are left out", key, counted)
+    return df.dropna()
+
+
+def check_class_labels(labels: Iterable[object], column: str, path: str | Path, key: str, what: str = "label column") -> None:
+    """Labels that are classes: NaN is no class, and float labels with more than MAX_FLOAT_CLASSES distinct values, not all
+    whole numbers, are a continuous target (one class per row otherwise)."""
+    floats = [v for v in labels if isinstance(v, (float, np.floating))]
+    if any(math.isnan(v) for v in floats):
+        raise DataError(f"{key}: {what} '{column}' of '{path}' holds NaN labels; give every example a class")
+    distinct = set(floats)
+    if len(distinct) > MAX_FLOAT_CLASSES and not all(float(v).is_integer() for v in distinct):
+        examples = ", ".join(f"{float(v):.4g}" for v in sorted(distinct)[:3])
+        raise DataError(f"{key}: {what} '{column}' of '{path}' holds {len(distinct)} distinct float values ({examples}, ...): "
+                        f"a continuous target, not classes (at most {MAX_FLOAT_CLASSES} distinct float labels, or whole numbers); "
+                        "classification needs class labels: bin or round them")
+
+
+def check_same_label_kinds(train: Iterable[object], other: Iterable[object], column: str, key: str) -> None:
+    """The held-out split's labels are of the training labels' kinds: 1/0 against True/False compare equal in Python
+    but are other labels in a file (and in the model's id2label)."""
+    train_kinds = {_label_kind(v) for v in train}
+    kinds: dict[str, set] = {}
+    for value in other:
+        kinds.setdefault(_label_kind(value), set()).add(value)
+    foreign = {kind: values for kind, values in kinds.items() if kind not in train_kinds}
+    if foreign:
+        kind, values = min(foreign.items())
+        shown = sorted(set(train), key=str)
+        raise DataError(f"{key}: labels {sorted(values, key=str)[:5]} ({kind}) are not among the training labels "
+                        f"{shown[:5]} ({', '.join(sorted(train_kinds))}) of column '{column}'; write the labels the same way in both files")

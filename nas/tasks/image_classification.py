@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
 from nas.tasks.base import eval_split, label_fields, tensor_batches
-from nas.tasks.data import DataError, check_data_file, check_npz, warn_if_short
+from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
 
@@ -63,6 +63,7 @@ class ImageClassificationTask:
         if test_file is not None:  # only nas-final evaluates on the test split; a search never reads it
             held_out["test"] = ("task.test_file", read_images(test_file, image_column, label_column, test_size, image_size, num_channels,
                                                               "task.test_file"))
+        check_class_labels(train_y.tolist(), label_column, train_file, "task.train_file", what="label array")
         self.labels = sorted(np.unique(train_y).tolist())
         for key, (_, y) in held_out.values():
             unseen = sorted(set(np.unique(y).tolist()) - set(self.labels))

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from nas.tasks.base import epoch_batches, eval_split, first_rows, label_fields
-from nas.tasks.data import DataError, check_label_types, read_table
+from nas.tasks.data import DataError, check_class_labels, check_label_types, check_same_label_kinds, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
 METRICS = ("accuracy", "macro_f1")
@@ -30,6 +30,7 @@ class TextClassificationTask:
         val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)
         check_label_types(train[label_column], label_column, train_file, "task.train_file")
         check_label_types(val[label_column], label_column, validation_file, "task.validation_file")
+        check_class_labels(train[label_column], label_column, train_file, "task.train_file")
         self.labels = sorted(train[label_column].unique().tolist(), key=str)
         if len(self.labels) < 2:
             raise DataError(f"task.train_file: '{train_file}' has a single label {self.labels} in its {first_rows(train_size)}")
@@ -39,6 +40,7 @@ class TextClassificationTask:
             check_label_types(test[label_column], label_column, test_file, "task.test_file")
             held_out["test"] = ("task.test_file", test)
         for key, df in held_out.values():
+            check_same_label_kinds(train[label_column], df[label_column], label_column, key)
             unseen = sorted(set(df[label_column]) - set(self.labels), key=str)
             if unseen:
                 raise DataError(f"{key}: labels {unseen} do not occur in the training subset")
