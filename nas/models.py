@@ -294,6 +294,10 @@ def make_space(
         raise SpaceError(f"search_space.max_params={max_params} is below the smallest architecture: no architecture satisfying "
                          f"the constraints of '{name}' has at most {max_params:,} parameters (the first valid one, {smallest}, "
                          f"has {count:,}); raise it or add smaller choices") from None
+    except Exception as exc:  # noqa: BLE001 (a constraint had to build a config or a model that transformers or torch refuse)
+        raise SpaceError(f"search_space: checking the constraints of '{name}' failed: an architecture cannot be built as a "
+                         f"'{model_type}' {task} model (with search_space.fixed and the task's fields): {type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else ''}") from None
     check_buildable(model_type, task, space, fixed, first)
     return space
 
