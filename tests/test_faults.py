@@ -59,10 +59,10 @@ def test_a_candidate_whose_loss_turns_nan_fails_and_the_search_goes_on(tmp_path,
 
 
 def test_a_candidate_that_raises_fails_and_the_search_goes_on(tmp_path, sqlite_uri):
-    # An activation transformers does not know: the model cannot be built.
-    config = compose_config([*TINY, *ONE_CHOICE, "search_space.dimensions.hidden_act=[gelu,not_an_activation]", f"tracking.uri={sqlite_uri}"])
+    # 8 position embeddings build, but the first forward pass of a 48-token batch raises.
+    config = compose_config([*TINY, *ONE_CHOICE, "+search_space.dimensions.max_position_embeddings=[64,8]", f"tracking.uri={sqlite_uri}"])
     run_search(config, tmp_path)
-    assert_failed_and_recorded(tmp_path, sqlite_uri, "KeyError", "not_an_activation")
+    assert_failed_and_recorded(tmp_path, sqlite_uri, "RuntimeError", "The expanded size of the tensor")
 
 
 def test_a_candidate_that_runs_out_of_memory_fails_and_the_search_goes_on(tmp_path, sqlite_uri):

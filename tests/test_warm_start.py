@@ -81,9 +81,9 @@ def test_cli_search_warm_starts_from_a_run_directory_or_mlflow_run(tmp_path, sql
     parent = client.search_runs([client.get_experiment_by_name("nas").experiment_id], "attributes.run_name = 'ppo-text_classification-seed0'")[0]
     assert "controller.pt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
-    for source in (str(tmp_path / "first"), parent.info.run_id, f"runs:/{parent.info.run_id}"):
+    for i, source in enumerate((str(tmp_path / "first"), parent.info.run_id, f"runs:/{parent.info.run_id}")):
         config = compose_config([*TINY, "budget=2", f"ppo.init_from={source}", f"tracking.uri={sqlite_uri}"])
-        result = run_search(config, tmp_path / "second")
+        result = run_search(config, tmp_path / f"second-{i}")  # a folder of its own per search
         assert len(result.history) == 2
 
     # Another space (GPT-2's dimensions) cannot take BERT's controller: refused before anything trains.
