@@ -245,6 +245,20 @@ def test_a_second_ctrl_c_while_the_search_closes_still_marks_it_killed(tmp_path,
     assert_complete_after_resume(run_dir, sqlite_uri, parent_of(run_dir))
 
 
+def test_a_sigterm_right_after_the_last_candidate_never_leaves_the_run_running(tmp_path, sqlite_uri, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    when_recorded(run_dir, 8, lambda: os.kill(os.getpid(), signal.SIGTERM))  # the last one: the search is updating or closing
+    code = run_nas(monkeypatch, *SEARCH, f"tracking.uri={sqlite_uri}", f"hydra.run.dir={run_dir}")
+    status = runs_by_id(sqlite_uri)[parent_of(run_dir)].info.status
+    out, err = capsys.readouterr()
+    assert (code, status) in {(143, "KILLED"), (143, "FINISHED")}, (code, status, err[-2000:])  # never RUNNING
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    if status == "KILLED":
+        assert f"`nas resume={run_dir}` continues the search" in out + err
+        assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
+    assert_complete_after_resume(run_dir, sqlite_uri, parent_of(run_dir))
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 400 KiB tmpfs: room for the records and one checkpoint (~170 KB), not for the next one beside it."""
