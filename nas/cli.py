@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nas.config import CONF_DIR, Config, register_configs, saved_config, to_typed
+from nas.config import CONF_DIR, Config, check_settings, register_configs, saved_config, to_typed
 from nas.errors import reporting, run_command
 
 register_configs()
@@ -34,12 +34,14 @@ def quiet_libraries() -> None:
 def search_command(cfg: DictConfig) -> float | None:
     with reporting("nas"):  # inside the job too: Hydra would print its own "Error executing job" otherwise
         quiet_libraries()
-        from nas.runner import run_search  # heavy imports (torch, transformers, mlflow) after composition
-
         config: Config = to_typed(cfg)
         hydra_cfg = HydraConfig.get()
         if config.resume:  # the interrupted search's own config, its output directory, its MLflow run
             config = saved_config(config.resume, [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
+        check_settings(config)  # a bad setting is reported before torch, transformers and mlflow load
+        from nas.runner import run_search
+
+        if config.resume:
             return run_search(config, Path(config.resume)).best_value
         output_dir = Path(hydra_cfg.runtime.output_dir)
         result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)

@@ -1,8 +1,8 @@
 """Config schemas (one dataclass per Hydra group), registered in Hydra's ConfigStore.
 
 A misspelled key or a wrong type then fails at compose time, naming the key. The YAML files in
-conf/ hold values only. PPOConfig and TrainerConfig live beside the code that uses them, so the
-library API does not need Hydra.
+conf/ hold values only. The settings the library API shares (PPOConfig, TrainerConfig, ...) are in
+nas/settings.py; like this module, it imports nothing heavy: a config loads without torch.
 """
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nas.evaluators import ParallelConfig
-from nas.objectives import ObjectiveConfig
-from nas.strategies import EvolutionConfig, PPOConfig, TPEConfig
-from nas.train import TrainerConfig
+from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
 
 _PACKAGE = Path(__file__).resolve().parent
 # conf/ and data/ sit beside the package in a checkout and inside it in a wheel.
@@ -288,6 +285,21 @@ def check_saved_config(raw: Any, where: str) -> None:
         if foreign:
             raise ValueError(f"{where}: the saved config uses the resolver {sorted(foreign)} in '{text}'; "
                              f"a saved search config may only use {sorted(SAVED_CONFIG_RESOLVERS)}")
+
+
+def check_settings(config: Config) -> None:
+    """The settings checked without torch, transformers or data: a bad one is reported before those load."""
+    config.trainer.validate()
+    {"ppo": config.ppo, "evolution": config.evolution, "tpe": config.tpe}.get(config.strategy.value, config.ppo).validate()
+    config.objective.validate()
+    config.fidelity.validate(config.trainer.max_steps)
+    config.parallel.validate()
+    config.tracking.validate()
+    if config.budget is not None and config.budget < 1:
+        raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
+    if config.budget is None and (config.strategy.value != "ppo" or config.ppo.iterations is None):
+        raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
+    config.task.validate()  # last: it may load the tokenizer registry
 
 
 def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:

@@ -31,6 +31,10 @@ class CallbackError(BaseException):
         self.error = error
 
 
+class ReplayError(RuntimeError):
+    """A resumed search proposed something other than what the interrupted one recorded."""
+
+
 class SearchStopped(RuntimeError):
     """The search could not go on; everything it recorded is complete and ``nas resume=DIR`` continues it."""
 
@@ -40,8 +44,6 @@ def is_bad_input(exc: BaseException) -> bool:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError
-
-    from nas.search import ReplayError
 
     # ValueError: every validation in nas (DataError, SpaceError, ResumeError, ControllerError, validate()).
     # OSError: unreadable or unwritable files and folders. ImportError: an optional extra not installed.

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
+from nas.settings import ParallelConfig  # noqa: F401 (re-exported)
 from nas.space import Architecture
 
 
@@ -34,28 +35,6 @@ class Outcome:
     status: str = "ok"  # "ok" or "failed"
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)  # metrics, parameter count, timings...
-
-
-@dataclass
-class ParallelConfig:
-    workers: int = 1  # candidates training at once; 1 trains them one after another in this process
-    backend: str = "process"  # process: a local process pool; ray: Ray tasks on this machine or a cluster (pip install 'nas[ray]')
-    ray_address: Optional[str] = None  # ray: None starts Ray on this machine, listening on 127.0.0.1 only; "auto" or "ray://host:10001" joins a cluster
-    # process: memory (MB) a candidate may take in its worker beyond what the worker holds at start; a candidate that
-    # needs more fails with OutOfMemoryError and the search goes on. Candidates then train in worker processes even with
-    # workers=1, so the search's own process is never limited. None: no limit.
-    memory_limit_mb: Optional[int] = None
-
-    def validate(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"parallel.workers must be >= 1, got {self.workers}")
-        if self.backend not in ("process", "ray"):
-            raise ValueError(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
-        if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
-            raise ValueError(f"parallel.memory_limit_mb must be >= 1 (or null), got {self.memory_limit_mb}")
-        if self.memory_limit_mb is not None and self.backend != "process":
-            raise ValueError("parallel.memory_limit_mb limits local worker processes (parallel.backend=process); "
-                             "on Ray, give tasks memory with Ray's own resources")
 
 
 class Evaluator(Protocol):

@@ -13,103 +13,20 @@ import math
 import statistics
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from nas.settings import _COST_LABELS, COSTS, MODES, ObjectiveConfig, OverBudget  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-COSTS = ("num_parameters", "latency_ms")  # latency_ms: median ms of one eval-mode forward pass of one eval batch
-MODES = ("soft", "weighted", "hard")
 LOWER_IS_BETTER = frozenset({"loss", "perplexity", "latency_ms", "num_parameters"})  # the rest are maximised
-_COST_LABELS = {"num_parameters": "parameters", "latency_ms": "latency in ms per eval batch"}
 
 
-class OverBudget(ValueError):
-    """A candidate whose cost exceeds ``objective.target`` in ``hard`` mode: recorded as failed, never trained further."""
 
-
-@dataclass
-class ObjectiveConfig:
-    """What the reward trades the task metric against (Hydra group ``objective``).
-
-    With r = the task's reward (``task.reward(metrics)``), c = the candidate's cost, T = ``target``
-    and w = ``weight``:
-
-    - ``soft``: r - w * max(0, ln(c / T)). Within budget only the metric counts; over it, each
-      e-fold (x2.72) of cost costs w reward. The budget is a preference, not a wall.
-    - ``weighted``: r - w * ln(c / T) everywhere: a true trade-off, a model half the target's cost
-      earns w * ln 2 more. MnasNet's soft constraint (alpha = beta = -w) in log space.
-    - ``hard``: r when c <= T, else the candidate is rejected (``OverBudget``), i.e. recorded as
-      failed. For a parameter budget prefer ``search_space.max_params``: it masks such
-      architectures, so they are never proposed.
-
-    w is in reward units per e-fold of cost, so it scales with the reward: 0.07 suits rewards in
-    [0, 1] and nats (accuracy, -log perplexity); chrF or BLEU (0-100) need about 100x. It is
-    MnasNet's |beta|: to first order r * (c / T)^-0.07 = r - 0.07 r ln(c / T), so at r near 1
-    doubling the cost must buy about 0.05 of metric (0.07 ln 2) to pay for itself.
-    """
-
-    cost: Optional[str] = None  # None: the task metric alone; num_parameters or latency_ms
-    target: Optional[float] = None  # the budget T in the cost's unit (parameters, ms); required with cost
-    mode: str = "soft"  # soft | weighted | hard
-    weight: float = 0.07  # w: reward lost per e-fold of cost (over T in soft mode); unused in hard mode
-
-    def validate(self) -> None:
-        """Raise ValueError naming the key of a bad value; the runner calls it before any training."""
-        if self.cost is not None and self.cost not in COSTS:
-            raise ValueError(f"objective.cost must be one of {', '.join(COSTS)} or null, got {self.cost!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"objective.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"objective.weight must be a finite number >= 0, got {self.weight!r}")
-        if self.cost is None:
-            if self.target is not None:  # a budget that would silently do nothing
-                raise ValueError(f"objective.target={self.target} is set but objective.cost is null; name the cost it budgets")
-            return
-        if self.target is None:
-            raise ValueError(f"objective.target is required when objective.cost={self.cost} (the budget, in {_COST_LABELS[self.cost]})")
-        if not (math.isfinite(self.target) and self.target > 0):
-            raise ValueError(f"objective.target must be a finite number > 0, got {self.target!r}")
-
-    @property
-    def enabled(self) -> bool:
-        return self.cost is not None
-
-    def cost_of(self, costs: Mapping[str, float]) -> float:
-        """The configured cost from ``costs`` (e.g. {"num_parameters": ..., "latency_ms": ...})."""
-        if self.cost not in costs or costs[self.cost] is None:
-            raise KeyError(f"objective.cost={self.cost} but the candidate's {self.cost} was not measured")
-        value = float(costs[self.cost])
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{self.cost} must be a finite number > 0 to be compared with objective.target, got {value}")
-        return value
-
-    def check(self, costs: Mapping[str, float]) -> None:
-        """Hard mode: raise OverBudget when the cost exceeds the target. Call it before training to skip doomed candidates."""
-        if self.cost is None or self.mode != "hard":
-            return
-        value = self.cost_of(costs)
-        if value > self.target:
-            raise OverBudget(f"{self.cost} {value:g} exceeds objective.target {self.target:g} (objective.mode=hard)")
-
-    def penalty(self, costs: Mapping[str, float]) -> float:
-        """What is subtracted from the metric reward (0 without a cost or in hard mode within budget)."""
-        if self.cost is None:
-            return 0.0
-        self.check(costs)
-        if self.mode == "hard":
-            return 0.0
-        log_ratio = math.log(self.cost_of(costs) / self.target)
-        return self.weight * (max(0.0, log_ratio) if self.mode == "soft" else log_ratio)
-
-    def reward(self, metric_reward: float, costs: Mapping[str, float]) -> float:
-        """The search's reward; raises OverBudget in hard mode (the runner records the candidate as failed)."""
-        self.validate()
-        return metric_reward - self.penalty(costs)
 
 
 def measure_latency(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], repeats: int = 5, warmup: int = 1) -> float:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
-from nas.config import Config
+from nas.config import Config, check_settings
 from nas.evaluators import error_type_of, make_evaluator
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
@@ -397,19 +397,9 @@ def _close_search_run(tracker: Tracker, status: str, records: list[dict[str, Any
 
 def validate_config(config: Config) -> None:
     """Every setting that can be checked without data, before anything is read or trained."""
-    config.trainer.validate()
+    check_settings(config)  # what needs no torch (the command has checked it already, before the heavy imports)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
-    {"ppo": config.ppo, "evolution": config.evolution, "tpe": config.tpe}.get(config.strategy.value, config.ppo).validate()
-    config.objective.validate()
-    config.fidelity.validate(config.trainer.max_steps)
-    config.parallel.validate()
-    config.tracking.validate()
-    config.task.validate()
     config.search_space.validate(config.task.name.value)
-    if config.budget is not None and config.budget < 1:
-        raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
-    if config.budget is None and (config.strategy.value != "ppo" or config.ppo.iterations is None):
-        raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
 
 
 def check_writable(output_dir: Path) -> None:

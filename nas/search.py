@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.errors import ReplayError  # noqa: F401 (re-exported: nas.search.ReplayError)
 from nas.evaluators import Evaluator, InlineEvaluator, Outcome, ParallelConfig, batch_state, evaluate_safely, make_evaluator
 from nas.space import Architecture, SearchSpace, architecture_key, as_space
 from nas.strategies import EvolutionConfig, PPOConfig, Proposal, Strategy, TPEConfig, make_strategy
@@ -76,10 +77,6 @@ class SearchResult:
                 best = max(best, sign * e.value)
             curve.append(sign * best if best > -math.inf else math.nan)
         return curve
-
-
-class ReplayError(RuntimeError):
-    """A resumed search proposed something other than what the interrupted one recorded."""
 
 
 Objective = Callable[[Architecture], "float | Outcome"]

@@ -11,66 +11,13 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from nas.settings import PretrainConfig, TrainerConfig, _positive  # noqa: F401 (re-exported: nas.train's settings)
 from nas.tasks.base import Task
-
-
-@dataclass
-class PretrainConfig:
-    """Optional first stage: self-supervised pre-training on unlabelled text (masked LM or causal LM, per family)."""
-
-    steps: int = 0  # optimizer steps of pre-training per candidate; 0 = fine-tune from scratch
-    corpus_file: Optional[str] = None  # unlabelled text (CSV / JSON lines / Parquet / .txt); the tokenizer learns from it too
-    text_column: str = "text"
-    corpus_size: int = 20000  # the first N rows of the corpus
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    mlm_probability: float = 0.15  # share of tokens masked (masked-LM families)
-
-
-@dataclass
-class TrainerConfig:
-    max_steps: int = 60  # optimizer steps per candidate
-    batch_size: int = 32
-    learning_rate: float = 1e-3  # AdamW peak learning rate
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1  # share of steps with linear warm-up; then linear decay to 0
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 256
-    log_every: int = 10  # record the training loss every N steps
-    num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
-    device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:1...
-    progress_bar: bool = False  # a bar over each candidate's training steps, under the search's; only for long trainings
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
-        p = self.pretrain
-        checks = [
-            ("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("learning_rate", _positive(self.learning_rate), "a positive number"),
-            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
-            ("warmup_ratio", 0 <= self.warmup_ratio <= 1, "in [0, 1]"), ("max_grad_norm", _positive(self.max_grad_norm), "a positive number"),
-            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"), ("log_every", self.log_every >= 1, ">= 1"),
-            ("num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1 (or null)"),
-            ("pretrain.steps", p.steps >= 0, ">= 0"), ("pretrain.corpus_size", p.corpus_size >= 1, ">= 1"),
-            ("pretrain.batch_size", p.batch_size >= 1, ">= 1"), ("pretrain.learning_rate", _positive(p.learning_rate), "a positive number"),
-            ("pretrain.mlm_probability", 0 < p.mlm_probability < 1, "in (0, 1)"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                value = getattr(p, key.split(".")[1]) if key.startswith("pretrain.") else getattr(self, key)
-                raise ValueError(f"trainer.{key} must be {expected}, got {value!r}")
-
-
-def _positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0
-
 
 # The per-candidate bar (trainer.progress_bar) is for trainings long enough to watch: at least this many
 # steps, and it appears only once the training has run this many seconds (tqdm's ``delay``).

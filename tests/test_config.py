@@ -1,5 +1,8 @@
 """Real Hydra composition: every option of every group composes into the typed schema; bad keys fail by name."""
 
+import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,8 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from nas.config import CONF_DIR, Config
-from nas.strategies import PPOConfig
-from nas.train import TrainerConfig
+from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
 
 from .conftest import compose_config
 
@@ -49,6 +51,19 @@ def test_the_cli_and_the_library_use_the_same_ppo_defaults():
     # ... and a search run from nas.search with no settings builds exactly that config.
     result = search({"x": [0, 1, 2]}, lambda a: a["x"], budget=2)
     assert dataclasses.asdict(result.strategy.config) == dataclasses.asdict(PPOConfig())
+
+
+@pytest.mark.parametrize("group, schema", [("trainer", TrainerConfig), ("evolution", EvolutionConfig), ("tpe", TPEConfig),
+                                           ("parallel", ParallelConfig), ("objective", ObjectiveConfig)])
+def test_the_cli_and_the_library_use_the_same_defaults(group, schema):
+    assert dataclasses.asdict(getattr(compose_config(), group)) == dataclasses.asdict(schema())
+
+
+def test_configs_load_and_are_checked_without_torch_transformers_or_mlflow():
+    code = ("import sys; from nas.config import Config, check_settings, to_typed; import nas; "
+            "heavy = sorted(m for m in ('torch', 'transformers', 'mlflow', 'sklearn') if m in sys.modules); print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
 
 
 def test_overrides_apply():

@@ -77,7 +77,7 @@ def test_searches_in_parallel_processes_share_the_default_sqlite_store(tmp_path,
         seen |= {r["mlflow_run_id"] for r in records}
     assert seen == set(children)  # every child run is some job's candidate: none lost, none extra
 
-    # The searches really ran at the same time (otherwise this test shows nothing about concurrency).
+    # Searches really ran at the same time (otherwise this test shows nothing about concurrency). Not every job need
+    # overlap another: on a loaded machine a worker can start late and run the last job alone.
     infos = [p.info for p in parents.values()]
-    for a in infos:  # each overlaps another in time
-        assert any(a.start_time < b.end_time and b.start_time < a.end_time for b in infos if b is not a)
+    assert any(a.start_time < b.end_time and b.start_time < a.end_time for a in infos for b in infos if b is not a)

@@ -6,14 +6,33 @@ from collections.abc import Mapping
 from dataclasses import is_dataclass
 from typing import Any
 
+from nas.settings import EvolutionConfig, PPOConfig, TPEConfig
 from nas.space import Architecture, SearchSpace
 from nas.strategies.base import Proposal, Strategy, UnseenSampler
-from nas.strategies.evolution import EvolutionConfig, EvolutionStrategy
-from nas.strategies.ppo import PPOConfig, PPOStrategy
-from nas.strategies.random import RandomStrategy
-from nas.strategies.tpe import TPEConfig, TPEStrategy
 
 STRATEGIES = ("ppo", "random", "evolution", "tpe")
+_CLASS_NAMES = {"PPOStrategy": "ppo", "RandomStrategy": "random", "EvolutionStrategy": "evolution", "TPEStrategy": "tpe"}
+
+
+def strategy_class(name: str) -> type:
+    """The strategy's class, its module imported on first use: PPO's needs torch, TPE's Optuna."""
+    if name == "ppo":
+        from nas.strategies.ppo import PPOStrategy as cls
+    elif name == "random":
+        from nas.strategies.random import RandomStrategy as cls
+    elif name == "evolution":
+        from nas.strategies.evolution import EvolutionStrategy as cls
+    elif name == "tpe":
+        from nas.strategies.tpe import TPEStrategy as cls
+    else:
+        raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
+    return cls
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the classes load on first use
+    if name in _CLASS_NAMES:
+        return strategy_class(_CLASS_NAMES[name])
+    raise AttributeError(f"module 'nas.strategies' has no attribute {name!r}")
 
 
 def _config(kind: type, value: Any) -> Any:
@@ -30,15 +49,12 @@ def make_strategy(
     tpe: TPEConfig | Mapping[str, Any] | None = None,
 ) -> Strategy:
     """The strategy ``name`` with its settings; every strategy proposes ``initial`` first when given."""
-    if name == "ppo":
-        return PPOStrategy(space, _config(PPOConfig, ppo), seed=seed, initial=initial)
-    if name == "random":
-        return RandomStrategy(space, seed=seed, initial=initial)
-    if name == "evolution":
-        return EvolutionStrategy(space, _config(EvolutionConfig, evolution), seed=seed, initial=initial)
-    if name == "tpe":
-        return TPEStrategy(space, _config(TPEConfig, tpe), seed=seed, initial=initial)
-    raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
+    settings = {"ppo": (PPOConfig, ppo), "evolution": (EvolutionConfig, evolution), "tpe": (TPEConfig, tpe)}
+    strategy = strategy_class(name)
+    if name in settings:
+        kind, value = settings[name]
+        return strategy(space, _config(kind, value), seed=seed, initial=initial)
+    return strategy(space, seed=seed, initial=initial)
 
 
 __all__ = [

@@ -9,24 +9,12 @@ child joins the population and the oldest member leaves, whatever its value ("ag
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from nas.settings import EvolutionConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, UnseenSampler
-
-
-@dataclass
-class EvolutionConfig:
-    population_size: int = 10  # members alive at once; also the number of random architectures that start the search
-    sample_size: int = 3  # tournament size: members drawn to pick each parent (larger: greedier)
-
-    def validate(self) -> None:
-        if self.population_size < 1:
-            raise ValueError(f"evolution.population_size must be >= 1, got {self.population_size}")
-        if not 1 <= self.sample_size <= self.population_size:
-            raise ValueError(f"evolution.sample_size must be in [1, evolution.population_size={self.population_size}], got {self.sample_size}")
 
 
 class EvolutionStrategy:

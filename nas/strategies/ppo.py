@@ -28,7 +28,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,68 +36,10 @@ import torch
 from nas.env import ControllerEnv, State, make_env
 from nas.folders import serialized, write_atomically
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
+from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
 from nas.surrogate import ValueEnsemble
-
-
-@dataclass
-class PPOConfig:
-    iterations: int | None = None  # rounds (real PPO updates); None runs until the evaluation budget is spent
-    population_size: int = 4  # episodes per round: the round's candidates, evaluated together
-    horizon: int = 3  # modifications per episode at most (the MDP's horizon T)
-    gamma: float = 0.99  # discount
-    gae_lambda: float = 0.95  # GAE lambda: 1 is Monte-Carlo return - V, 0 the one-step Bellman residual
-    clip_coef: float = 0.2  # the surrogate clipping coefficient
-    learning_rate: float = 3e-3  # Adam step size for the policy and the critic (0 freezes them: an ablation)
-    update_epochs: int = 4  # passes over a batch of transitions per update
-    num_minibatches: int = 2  # minibatches per pass
-    ent_coef: float = 0.01  # entropy bonus coefficient
-    vf_coef: float = 0.5  # value-loss coefficient
-    max_grad_norm: float = 0.5  # global gradient-norm clip
-    norm_adv: bool = True  # normalise advantages within each minibatch
-    hidden_size: int = 64  # width of the policy and critic MLPs
-    failure_reward: Optional[float] = None  # the metric a failed candidate counts as; None: worst seen minus 10% of the range
-    start_pool: int = 4  # modify env: episodes start from one of the best start_pool architectures evaluated so far
-    model_iterations: int = 10  # PPO updates on simulated episodes after each round (0: model-free PPO)
-    model_episodes: int = 64  # simulated episodes per model-based update
-    model_min_r2: float = 0.0  # the value ensemble's out-of-bag R^2 needed before the policy trains on it
-    model_min_points: int = 8  # successful evaluations needed before the ensemble is trusted at all
-    exploration: float = 1.0  # simulated reward = ensemble mean + exploration x ensemble std
-    ensemble_members: int = 8  # members of the value ensemble (bootstrap resamples)
-    env: str = "modify"  # modify: walk from evaluated architectures; controller: choose each dimension in turn (see nas/env.py)
-    screening: int = 1  # controller env: episodes sampled per candidate, the ensemble's favourite is trained (1 = off)
-    init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
-        checks = [
-            ("iterations", self.iterations is None or self.iterations >= 1, ">= 1 (or null)"),
-            ("population_size", self.population_size >= 1, ">= 1"), ("horizon", self.horizon >= 1, ">= 1"),
-            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"), ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"),
-            ("clip_coef", math.isfinite(self.clip_coef) and self.clip_coef > 0, "a finite number > 0"),
-            ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate >= 0, "a number >= 0"),
-            ("update_epochs", self.update_epochs >= 1, ">= 1"), ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
-            # Every coefficient finite: inf or nan reaches the policy's probabilities a few candidates in.
-            ("ent_coef", math.isfinite(self.ent_coef) and self.ent_coef >= 0, "a finite number >= 0"),
-            ("vf_coef", math.isfinite(self.vf_coef) and self.vf_coef >= 0, "a finite number >= 0"),
-            ("max_grad_norm", math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0, "a finite number > 0"),
-            ("hidden_size", self.hidden_size >= 1, ">= 1"),
-            ("failure_reward", self.failure_reward is None or math.isfinite(self.failure_reward), "finite (or null)"),
-            ("start_pool", self.start_pool >= 1, ">= 1"), ("model_iterations", self.model_iterations >= 0, ">= 0"),
-            ("model_episodes", self.model_episodes >= 1, ">= 1"), ("model_min_r2", math.isfinite(self.model_min_r2), "finite"),
-            ("model_min_points", self.model_min_points >= 3, ">= 3"),
-            ("exploration", math.isfinite(self.exploration) and self.exploration >= 0, "a number >= 0"),
-            ("ensemble_members", self.ensemble_members >= 2, ">= 2"),
-            ("env", self.env in ("modify", "controller"), "'modify' or 'controller'"),
-            ("screening", self.screening >= 1, ">= 1"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"ppo.{key} must be {expected}, got {getattr(self, key)!r}")
-        if self.screening > 1 and self.env != "controller":
-            raise ValueError(f"ppo.screening={self.screening} needs ppo.env=controller (the ensemble scores complete architectures)")
-
 
 CONTROLLER_FORMAT = "nas-ppo-controller/1"
 

@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from nas.settings import TPEConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, UnseenSampler
-
-
-@dataclass
-class TPEConfig:
-    n_startup_trials: int = 10  # random trials before TPE models the results
-    multivariate: bool = True  # model the dimensions jointly (Optuna's multivariate TPE) rather than one by one
-    n_ei_candidates: int = 24  # samples TPE scores per proposal
-    max_retries: int = 50  # TPE asks per proposal before falling back to a random unseen architecture
-
-    def validate(self) -> None:
-        for key in ("n_startup_trials", "n_ei_candidates", "max_retries"):
-            if getattr(self, key) < (0 if key == "n_startup_trials" else 1):
-                raise ValueError(f"tpe.{key} must be >= {0 if key == 'n_startup_trials' else 1}, got {getattr(self, key)}")
 
 
 def _import_optuna():
