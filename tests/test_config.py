@@ -12,7 +12,7 @@ from omegaconf.errors import ConfigKeyError
 from nas.config import CONF_DIR, Config
 from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
 
-from .conftest import compose_config
+from .conftest import TINY, compose_config
 
 # The space `nas task=<task>` searches when no search_space is named.
 TASK_SPACES = {"text_classification": "bert", "language_modeling": "gpt2", "image_classification": "vit", "translation": "t5",
@@ -64,6 +64,12 @@ def test_configs_load_and_are_checked_without_torch_transformers_or_mlflow():
             "heavy = sorted(m for m in ('torch', 'transformers', 'mlflow', 'sklearn') if m in sys.modules); print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_smoke_experiment_is_the_tests_tiny_settings():
+    assert dataclasses.asdict(compose_config(["experiment=smoke"])) == dataclasses.asdict(compose_config(TINY))
+    later = compose_config(["experiment=smoke", "budget=9", "task=language_modeling"])  # the command line still wins
+    assert (later.budget, later.task.name.value, later.trainer.max_steps) == (9, "language_modeling", 4)
 
 
 def test_overrides_apply():
