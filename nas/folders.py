@@ -5,10 +5,10 @@ runs, so a second search or resume of the same folder fails at once; the kernel 
 the process dies, so ``kill -9`` never leaves a folder locked. A new search refuses a folder that
 already holds a search's records and names the command that continues that search instead.
 
-``ClaimRunFolder`` (a Hydra callback, conf/config.yaml) takes the lock before Hydra writes
-``.hydra/`` and its log into the folder: when the folder is not this run's to take, Hydra writes
-nothing there (the other search's saved config is what its resume and ``nas-final`` read) and the
-search stops with the error ``claim_new_search`` gives. Light imports only: it runs before torch.
+``ClaimRunFolder`` (a Hydra callback, conf/config.yaml) claims the folder before Hydra writes
+``.hydra/`` and its log into it: a folder that is not this run's to take stops the command there,
+so the other search's saved config (what its resume and ``nas-final`` read) stays as it was.
+Light imports only: it runs before torch.
 """
 
 from __future__ import annotations
