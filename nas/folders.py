@@ -76,10 +76,6 @@ def release_folder(folder: Path) -> None:
         os.close(fd)  # closing the descriptor drops the flock
 
 
-def holds_lock(folder: Path) -> bool:
-    return _key(folder) in _held
-
-
 def search_files(folder: Path) -> list[str]:
     """The files that show ``folder`` holds a search (an empty candidates.jsonl counts: a search started there)."""
     return [name for name in SEARCH_FILES if (Path(folder) / name).exists()]
