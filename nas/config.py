@@ -287,6 +287,16 @@ def check_saved_config(raw: Any, where: str) -> None:
                              f"a saved search config may only use {sorted(SAVED_CONFIG_RESOLVERS)}")
 
 
+_RUN_REFERENCE = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
+
+
+def run_id_of(reference: str) -> str | None:
+    """The MLflow run id that ``reference`` names (``<id>`` or ``runs:/<id>``), or None: the one parser for
+    ``ppo.init_from`` and ``nas-final search=``."""
+    match = _RUN_REFERENCE.match(str(reference).strip())
+    return match.group(1) if match else None
+
+
 def check_settings(config: Config) -> None:
     """The settings checked without torch, transformers or data: a bad one is reported before those load."""
     config.trainer.validate()

@@ -26,7 +26,6 @@ import dataclasses  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -38,7 +37,8 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from nas.config import (  # noqa: E402
-    CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, check_saved_config, register_configs, to_typed,
+    CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, check_saved_config, register_configs, run_id_of,
+    to_typed,
 )
 from nas.errors import reporting, run_command  # noqa: E402
 from nas.objectives import load_records  # noqa: E402
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = ".hydra/config.yaml"
 CANDIDATES_FILE = "candidates.jsonl"
 METRICS_FILE = "metrics.json"
-_RUN_ID = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
 
 
 class FinalError(ValueError):
@@ -158,9 +157,9 @@ def load_search(search: str, tracking_uri: str | None = None) -> Search:
     path = Path(text)
     if path.is_dir():
         return _search_from_directory(path, tracking_uri)
-    match = _RUN_ID.match(text)
-    if match:
-        return _search_from_run(match.group(1), tracking_uri or TrackingConfig.uri)
+    run_id = run_id_of(text)
+    if run_id:
+        return _search_from_run(run_id, tracking_uri or TrackingConfig.uri)
     if path.exists():
         raise FinalError(f"search: '{text}' is a file; give a search's output directory or its MLflow parent run id")
     raise FinalError(f"search: directory '{text}' does not exist (nor is it an MLflow run id)")

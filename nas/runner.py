@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
-from nas.config import Config, check_settings
+from nas.config import Config, check_settings, run_id_of
 from nas.evaluators import error_type_of, make_evaluator
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
@@ -48,7 +47,6 @@ def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> Sea
 
 
 CONTROLLER_FILE = "controller.pt"
-_RUN_ID = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
 
 
 def resolve_controller(init_from: str, tracking_uri: str) -> str:
@@ -60,13 +58,13 @@ def resolve_controller(init_from: str, tracking_uri: str) -> str:
         if not (path / CONTROLLER_FILE).is_file():
             raise ControllerError(f"ppo.init_from: directory '{path}' has no {CONTROLLER_FILE} (was it a PPO search?)")
         return str(path / CONTROLLER_FILE)
-    match = _RUN_ID.match(init_from)
-    if match is None:
+    run_id = run_id_of(init_from)
+    if run_id is None:
         raise ControllerError(f"ppo.init_from: '{init_from}' is not a controller file, a search output directory or an MLflow run id")
     try:
-        local = download_run_artifact(tracking_uri, match.group(1), CONTROLLER_FILE, Path(tempfile.mkdtemp(prefix="nas-controller-")))
+        local = download_run_artifact(tracking_uri, run_id, CONTROLLER_FILE, Path(tempfile.mkdtemp(prefix="nas-controller-")))
     except Exception as exc:
-        raise ControllerError(f"ppo.init_from: cannot fetch {CONTROLLER_FILE} of MLflow run '{match.group(1)}' from {tracking_uri}: {exc}") from exc
+        raise ControllerError(f"ppo.init_from: cannot fetch {CONTROLLER_FILE} of MLflow run '{run_id}' from {tracking_uri}: {exc}") from exc
     return str(local)
 
 
