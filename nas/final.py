@@ -59,8 +59,6 @@ class FinalError(ValueError):
 
 SEED_MAX = 2**32 - 1  # the search seeds numpy with its seed, which takes [0, 2**32 - 1]; the final seed is a search seed
 REGISTERED_NAME_MAX = 256  # MLflow's registered_models.name column (String(256)); longer names fail in MySQL / PostgreSQL stores
-RUN_NAME_MAX = 250  # MLflow's runs.name column (String(250))
-TRAINING_DEVICES = ("cpu", "cuda", "mps")
 
 
 def check_registered_name(name: str, key: str = "register_as") -> None:
@@ -80,35 +78,18 @@ def check_registered_name(name: str, key: str = "register_as") -> None:
         raise FinalError(f"{key}={name!r}: {len(name)} characters, MLflow keeps at most {REGISTERED_NAME_MAX}")
 
 
-def check_device(name: str, key: str = "trainer.device") -> None:
-    """A device this machine trains on: auto, cpu, cuda, cuda:N (N < the GPUs present), mps where there is one."""
-    import torch
-
-    from nas.train import resolve_device
-
-    try:
-        device = resolve_device(name)
-    except RuntimeError as exc:  # torch.device's own refusal: an unknown type or a malformed index
-        raise FinalError(f"{key}={name!r} is not a device torch knows ({exc}); use auto, cpu, cuda or cuda:N") from None
-    if device.type not in TRAINING_DEVICES:
-        raise FinalError(f"{key}={name!r} is not a device nas-final trains on; use auto, cpu, cuda, cuda:N or mps")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise FinalError(f"{key}={name!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise FinalError(f"{key}={name!r} but MPS is not available; use trainer.device=cpu or auto")
-
-
 def validate_final(config: FinalConfig) -> None:
     """Every setting of nas-final, before the search is read, anything trains or anything is logged: ValueError
     naming the key and its value. The data sizes are TaskConfig.validate's (make_task, before any work too)."""
-    from nas.tracking import check_store
+    from nas.tracking import MAX_RUN_NAME, check_store
+    from nas.train import resolve_device
 
     if not str(config.search).strip():
         raise FinalError("search is empty; give a search's output directory or its MLflow parent run id")
     if config.seed is not None and not 0 <= config.seed <= SEED_MAX:
         raise FinalError(f"seed must be an integer in [0, {SEED_MAX}] (or null: the search's), got {config.seed}")
     config.trainer.validate()
-    check_device(config.trainer.device)
+    resolve_device(config.trainer.device)  # a device this machine trains on
     if config.trainer.pretrain.corpus_file is not None and not config.trainer.pretrain.corpus_file.strip():
         raise FinalError("trainer.pretrain.corpus_file is empty; name a text file, or null for the task's training texts")
     if config.task.test_file is not None and not config.task.test_file.strip():
@@ -122,8 +103,8 @@ def validate_final(config: FinalConfig) -> None:
     if config.run_name is not None:
         if not config.run_name.strip():
             raise FinalError("run_name is empty; give an MLflow run name, or null for final-<task>-<search run id>")
-        if len(config.run_name) > RUN_NAME_MAX:
-            raise FinalError(f"run_name={config.run_name!r}: {len(config.run_name)} characters, MLflow keeps at most {RUN_NAME_MAX}")
+        if len(config.run_name) > MAX_RUN_NAME:
+            raise FinalError(f"run_name={config.run_name!r}: {len(config.run_name)} characters, MLflow keeps at most {MAX_RUN_NAME}")
 
 
 @dataclass

@@ -194,10 +194,8 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
     resuming = bool(config.resume)
     seed_everything(config.seed)
     if resuming:
-        if not output_dir.is_dir():
-            raise ResumeError(f"resume: '{output_dir}' is not a directory")
+        search_state = read_search_state(output_dir)  # written once when the search started
         lock_folder(output_dir)  # before the records are read: a second resume of this folder stops here
-        search_state = read_search_state(output_dir)
         records = read_candidates(output_dir / "candidates.jsonl")
         replay = [evaluation_of(r) for r in records]
     # Before any work: fail fast, naming the URI.

@@ -373,13 +373,13 @@ class Tracker:
         Only once the run is shown to be the search ``where`` holds (``state``: its search.json;
         ``records``: its candidates.jsonl) is anything written: a run that is missing, deleted, a
         candidate's, another search's or in another experiment is refused, naming what differs."""
-        self.check_search_run(parent_id, state, records, where)
+        run = self.check_search_run(parent_id, state, records, where)
         self.parent_id = parent_id
-        run = self.client.get_run(parent_id)
         self.client.update_run(parent_id, status="RUNNING")
         return run.info.status
 
-    def check_search_run(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> None:
+    def check_search_run(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> Any:
+        """The search's parent run, once shown to be the search ``where`` holds; ResumeError naming what differs."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -410,6 +410,7 @@ class Tracker:
             raise ResumeError(f"resume: candidate {foreign[0]['index']} of {where} was logged as MLflow run "
                               f"{foreign[0]['mlflow_run_id']}, which is not a child of run {parent_id}: the folder and "
                               f"the run are different searches ({len(foreign)} of {len(records)} records differ)")
+        return run
 
     def metric_steps(self, key: str) -> set[int]:
         """The steps at which the parent run has ``key``."""
