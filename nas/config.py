@@ -2,11 +2,13 @@
 
 A misspelled key or a wrong type then fails at compose time, naming the key. The YAML files in
 conf/ hold values only. The settings the library API shares (PPOConfig, TrainerConfig, ...) are in
-nas/settings.py; like this module, it imports nothing heavy: a config loads without torch.
+nas/settings.py; each task's schema (a subclass of TaskConfig, one per task= option) is in nas/tasks/.
+Like this module, they import nothing heavy: a config loads without torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
+from nas.tasks import TASKS, TaskConfig, task_spec
 
 _PACKAGE = Path(__file__).resolve().parent
 # conf/ and data/ sit beside the package in a checkout and inside it in a wheel.
@@ -25,92 +28,11 @@ CONF_DIR = next((p for p in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if p.i
 DATA_DIR = next((p for p in (_PACKAGE / "data", _PACKAGE.parent / "data") if p.is_dir()), _PACKAGE.parent / "data")
 
 
-class TaskName(str, Enum):
-    text_classification = "text_classification"
-    language_modeling = "language_modeling"
-    image_classification = "image_classification"
-    translation = "translation"
-    audio_classification = "audio_classification"
-
-
 class StrategyName(str, Enum):
     ppo = "ppo"
     random = "random"
     evolution = "evolution"
     tpe = "tpe"
-
-
-@dataclass
-class TaskConfig:
-    name: TaskName = MISSING  # which task implementation reads the data and scores a model
-    train_file: str = MISSING  # CSV / TSV / JSON lines / Parquet / text (.npz for images and audio); ${nas_data:...} names a shipped file
-    validation_file: str = MISSING
-    text_column: str = "text"
-    label_column: Optional[str] = "label"  # classification only (the label array for images)
-    train_size: Optional[int] = 2000  # the first N training examples (rows) form the training subset; null: all of them
-    val_size: Optional[int] = 500  # the first N validation examples; null: all of them
-    test_file: Optional[str] = None  # the held-out test split: only nas-final reads it (a search never does)
-    test_size: Optional[int] = None  # the first N test examples; null: all of them
-    max_length: int = 64  # tokens per example (classification, translation), per block (language modelling); spectrogram frames (audio)
-    tokenizer: str = "wordpiece"  # wordpiece | byte_bpe, trained on the training subset
-    vocab_size: int = 4000  # tokenizer vocabulary size
-    metric: str = "accuracy"  # the metric the reward comes from (accuracy, macro_f1; perplexity for LM; bleu, chrf for translation)
-    image_column: str = "image"  # images: the .npz array of images, (N, H, W) or (N, H, W, C) or (N, C, H, W)
-    image_size: int = 28  # images: height = width in pixels; other sizes are an error
-    num_channels: int = 1  # images: 1 (grey) or 3 (RGB)
-    source_column: str = "source"  # translation: the text to translate
-    target_column: str = "target"  # translation: its reference translation
-    max_new_tokens: int = 48  # translation: greedy-decoding length limit at validation
-    audio_column: str = "audio"  # audio: the .npz array of waveforms (N, samples), any PCM dtype
-    sampling_rate: int = 8000  # audio: files at another rate are an error (no silent resampling)
-    num_mel_bins: int = 32  # audio: log-mel filter banks per frame
-    # audio: extra evaluation sets, name -> file, reported as <name>_accuracy, never the reward (nas-final: as the test split)
-    test_files: Dict[str, str] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work (before any data is read).
-        nas.tasks.make_task calls it; the files themselves are checked as they are read."""
-        from nas.tasks.tokenizer import TOKENIZERS
-
-        name = getattr(self.name, "value", self.name)
-        for key in ("train_file", "validation_file"):
-            if not getattr(self, key):
-                raise ValueError(f"task.{key} is empty; name a data file")
-        for key in ("train_size", "val_size", "test_size"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"task.{key} must be >= 1 (the first N examples) or null (all of them), got {value}")
-        checks = [
-            ("max_length", self.max_length >= 1, ">= 1"), ("vocab_size", self.vocab_size >= 1, ">= 1"),
-            ("tokenizer", self.tokenizer in TOKENIZERS, f"one of {list(TOKENIZERS)}"),
-            ("image_size", self.image_size >= 1, ">= 1"), ("num_channels", self.num_channels in (1, 3), "1 (grey) or 3 (RGB)"),
-            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"), ("sampling_rate", self.sampling_rate >= 1, ">= 1"),
-            ("num_mel_bins", self.num_mel_bins >= 1, ">= 1"),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"task.{key} must be {expected}, got {getattr(self, key)!r}")
-        metrics = TASK_METRICS.get(name)
-        if metrics is not None and self.metric not in metrics:  # the wording of the task classes' own check
-            raise ValueError(f"task.metric '{self.metric}' is not a {name} metric; choose one of {list(metrics)}")
-        columns = {"text_classification": ("text_column", "label_column"), "language_modeling": ("text_column",),
-                   "translation": ("source_column", "target_column"), "image_classification": ("image_column", "label_column"),
-                   "audio_classification": ("audio_column", "label_column")}.get(name, ())
-        for key in columns:
-            if not getattr(self, key):
-                raise ValueError(f"task.{key} is empty; {name} needs it to name a column of the data files")
-        if len(columns) == 2 and getattr(self, columns[0]) == getattr(self, columns[1]):  # one column read twice
-            raise ValueError(f"task.{columns[0]} and task.{columns[1]} both name column '{getattr(self, columns[0])}'; "
-                             "they must name two different columns")
-        if name == "language_modeling" and self.max_length < 2:  # a 1-token block has no next token to predict
-            raise ValueError(f"task.max_length must be >= 2 for language_modeling (tokens per block), got {self.max_length}")
-
-
-# The metrics each task reports (the reward comes from task.metric).
-TASK_METRICS = {
-    "text_classification": ("accuracy", "macro_f1"), "image_classification": ("accuracy", "macro_f1"),
-    "audio_classification": ("accuracy", "macro_f1"), "language_modeling": ("perplexity",), "translation": ("bleu", "chrf"),
-}
 
 
 @dataclass
@@ -244,7 +166,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("nas_data", shipped_data)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="task", name="base_task", node=TaskConfig)
+    for name, spec in TASKS.items():  # task=<name> composes against its own schema: only its settings
+        cs.store(group="task", name=f"base_{name}", node=spec.settings)
     cs.store(group="search_space", name="base_search_space", node=SearchSpaceConfig)
     cs.store(group="ppo", name="base_ppo", node=PPOConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
@@ -252,13 +175,31 @@ def register_configs() -> None:
     cs.store(name="base_final", node=FinalConfig)
 
 
+# The keys of the one flat task schema that every task shared until each task had its own. A saved config holding
+# all of them was written then: the keys its task does not read are dropped, so the search still resumes.
+FLAT_TASK_KEYS = frozenset({
+    "name", "train_file", "validation_file", "text_column", "label_column", "train_size", "val_size", "test_file",
+    "test_size", "max_length", "tokenizer", "vocab_size", "metric", "image_column", "image_size", "num_channels",
+    "source_column", "target_column", "max_new_tokens", "audio_column", "sampling_rate", "num_mel_bins", "test_files",
+})
+
+
 def to_typed(cfg: Any, schema: type = Config) -> Any:
-    """Composed DictConfig -> Config (or ``schema``, e.g. FinalConfig). Merging into the schema again rejects
-    keys added with ``+group.key=...``, which Hydra lets through and OmegaConf.to_object would silently drop."""
+    """Composed DictConfig -> Config (or ``schema``, e.g. FinalConfig), the task's settings typed by the schema its
+    task.name registered. Merging into the schema again rejects keys added with ``+group.key=...``, which Hydra
+    lets through and OmegaConf.to_object would silently drop."""
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(cfg, resolve=False)  # drops the flags that let the extra key in
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    typed = OmegaConf.structured(schema)
+    task = plain.get("task") if schema is Config else None
+    if isinstance(task, dict) and isinstance(task.get("name"), str):
+        settings = task_spec(task["name"]).settings
+        typed.task = OmegaConf.structured(settings)
+        if FLAT_TASK_KEYS <= task.keys():
+            own = {f.name for f in dataclasses.fields(settings)}
+            plain["task"] = {k: v for k, v in task.items() if k in own}
+    return OmegaConf.to_object(OmegaConf.merge(typed, plain))
 
 
 _RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
@@ -309,7 +250,7 @@ def check_settings(config: Config) -> None:
         raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
     if config.budget is None and (config.strategy.value != "ppo" or config.ppo.iterations is None):
         raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
-    config.task.validate()  # last: it may load the tokenizer registry
+    config.task.validate()
 
 
 def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:

@@ -19,26 +19,22 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForAudioClassification,
-    AutoModelForCausalLM,
-    AutoModelForImageClassification,
-    AutoModelForMaskedLM,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    PretrainedConfig,
-)
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig
 
 from nas.space import Architecture, Constraint, SearchSpace, SpaceError, check_dimensions
+from nas.tasks import TASKS, task_spec
 
-AUTO_MODELS = {
-    "text_classification": AutoModelForSequenceClassification,
-    "language_modeling": AutoModelForCausalLM,
-    "image_classification": AutoModelForImageClassification,
-    "translation": AutoModelForSeq2SeqLM,
-    "audio_classification": AutoModelForAudioClassification,
-}
+
+def auto_model(task: str) -> type:
+    """The transformers Auto class that builds ``task``'s models (its spec names it)."""
+    name = task_spec(task).auto_model
+    cls = getattr(transformers, name, None)
+    if not (isinstance(cls, type) and name.startswith("AutoModel")):
+        raise ValueError(f"task '{task}': auto_model '{name}' is not a transformers AutoModel class")
+    return cls
+
+
 # Self-supervised objectives for pre-training (trainer.pretrain): masked LM for encoders, causal LM for decoders.
 PRETRAIN_MODELS = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}
 
@@ -49,25 +45,32 @@ def _layer_params(h: int, i: int) -> int:
     return 4 * h * h + 2 * h * i + 9 * h + i
 
 
-def _bert_params(cfg: PretrainedConfig, task: str) -> int:
+# Closed-form counts of a family's model under the task's Auto class (the head depends on it); None for a head
+# they do not know, which is then counted by building the model.
+def _bert_params(cfg: PretrainedConfig, task: str) -> int | None:
+    if task_spec(task).auto_model != "AutoModelForSequenceClassification":
+        return None
     h, i = cfg.hidden_size, cfg.intermediate_size
     embeddings = (cfg.vocab_size + cfg.max_position_embeddings + cfg.type_vocab_size) * h + 2 * h
     n = embeddings + cfg.num_hidden_layers * _layer_params(h, i)
-    if task == "text_classification":  # pooler + classifier
-        n += h * h + h + h * cfg.num_labels + cfg.num_labels
-    return n
+    return n + h * h + h + h * cfg.num_labels + cfg.num_labels  # pooler + classifier
 
 
-def _gpt2_params(cfg: PretrainedConfig, task: str) -> int:
+def _gpt2_params(cfg: PretrainedConfig, task: str) -> int | None:
+    head = task_spec(task).auto_model
+    if head not in ("AutoModelForSequenceClassification", "AutoModelForCausalLM"):
+        return None
     h = cfg.n_embd
     i = cfg.n_inner or 4 * h
     n = (cfg.vocab_size + cfg.n_positions) * h + cfg.n_layer * _layer_params(h, i) + 2 * h
-    if task == "text_classification":  # score head, no bias; the LM head is tied to the embeddings
+    if head == "AutoModelForSequenceClassification":  # score head, no bias; the LM head is tied to the embeddings
         n += h * cfg.num_labels
     return n
 
 
-def _vit_params(cfg: PretrainedConfig, task: str) -> int:
+def _vit_params(cfg: PretrainedConfig, task: str) -> int | None:
+    if task_spec(task).auto_model != "AutoModelForImageClassification":
+        return None
     h, p = cfg.hidden_size, cfg.patch_size
     patches = (cfg.image_size // p) ** 2
     embeddings = h + (patches + 1) * h + cfg.num_channels * p * p * h + h  # cls token, positions, patch projection
@@ -108,8 +111,8 @@ PATCH_FITS_SPECTROGRAM = (
 @dataclass(frozen=True)
 class Family:
     model_type: str
-    tasks: tuple[str, ...]  # tasks whose Auto class has a head for this family
-    parameter_count: Callable[[PretrainedConfig, str], int] = _built_params  # exact count of the task model
+    tasks: tuple[str, ...]  # tasks whose Auto class has a head for this family (a task's spec may add itself: TaskSpec.families)
+    parameter_count: Callable[[PretrainedConfig, str], int | None] = _built_params  # exact count of the task model
     constraints: tuple[tuple[str, Callable[[PretrainedConfig], bool]], ...] = (HEADS_DIVIDE_HIDDEN,)
     pretraining: Optional[str] = None  # self-supervised objective for trainer.pretrain: mlm | clm
 
@@ -134,9 +137,14 @@ def get_family(model_type: str, task: str | None = None) -> Family:
     family = FAMILIES.get(model_type)
     if family is None:
         raise SpaceError(f"search_space.family '{model_type}' is not supported; choose one of {sorted(FAMILIES)}")
-    if task is not None and task not in family.tasks:
-        raise SpaceError(f"search_space.family '{model_type}' does not fit task '{task}' (it fits {list(family.tasks)})")
+    if task is not None and task not in tasks_of(family):
+        raise SpaceError(f"search_space.family '{model_type}' does not fit task '{task}' (it fits {tasks_of(family)})")
     return family
+
+
+def tasks_of(family: Family) -> list[str]:
+    """The tasks ``family`` fits: those it names, and those whose spec names it."""
+    return [*family.tasks, *(name for name, spec in TASKS.items() if family.model_type in spec.families and name not in family.tasks)]
 
 
 def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mapping[str, Any] = ()) -> PretrainedConfig:
@@ -145,7 +153,7 @@ def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mappin
 
 
 def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
-    return AUTO_MODELS[task].from_config(config)
+    return auto_model(task).from_config(config)
 
 
 def pretraining_objective(model_type: str) -> str:
@@ -164,7 +172,8 @@ def build_pretraining_model(config: PretrainedConfig) -> tuple[str, torch.nn.Mod
 
 
 def parameter_count(config: PretrainedConfig, task: str) -> int:
-    return get_family(config.model_type).parameter_count(config, task)
+    count = get_family(config.model_type).parameter_count(config, task)
+    return _built_params(config, task) if count is None else count
 
 
 def validate_attributes(model_type: str, names: list[str], where: str) -> None:

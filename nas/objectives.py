@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.settings import _COST_LABELS, COSTS, MODES, ObjectiveConfig, OverBudget  # noqa: F401 (re-exported)
+from nas.tasks import higher_is_better as task_metric_higher_is_better
 
 if TYPE_CHECKING:
     import pandas as pd
 
-LOWER_IS_BETTER = frozenset({"loss", "perplexity", "latency_ms", "num_parameters"})  # the rest are maximised
+# Costs are minimised; a task metric's direction is its task's (TaskSpec.metrics); the rest are maximised.
+LOWER_IS_BETTER = frozenset({"loss", "latency_ms", "num_parameters"})
 
 
 
@@ -98,7 +100,11 @@ def _value(record: Mapping[str, Any], key: str) -> float | None:
 
 
 def _maximise(metric_key: str, higher_is_better: bool | None) -> bool:
-    return metric_key not in LOWER_IS_BETTER if higher_is_better is None else higher_is_better
+    if higher_is_better is not None:
+        return higher_is_better
+    if metric_key in LOWER_IS_BETTER:
+        return False
+    return task_metric_higher_is_better(metric_key) in (True, None)  # None: no task reports it
 
 
 def pareto_table(records: Sequence[Mapping[str, Any]], metric_key: str, cost_key: str,

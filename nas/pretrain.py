@@ -12,17 +12,17 @@ from collections.abc import Iterator
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from nas.tasks import TASKS, task_spec
 from nas.tasks.base import epoch_batches
 from nas.tasks.data import DataError, read_table
 from nas.train import PretrainConfig
 
-TEXT_TASKS = ("text_classification", "language_modeling")
-
 
 def read_corpus(config: PretrainConfig, task_name: str) -> list[str]:
-    """The unlabelled texts named by ``trainer.pretrain``; checked before anything trains."""
-    if task_name not in TEXT_TASKS:
-        raise ValueError(f"trainer.pretrain.steps={config.steps}: pre-training is for text tasks {list(TEXT_TASKS)}, not '{task_name}'")
+    """The unlabelled texts named by ``trainer.pretrain``, for a task whose spec says it can pre-train; checked before anything trains."""
+    if not task_spec(task_name).pretraining:
+        can = [name for name, spec in TASKS.items() if spec.pretraining]
+        raise ValueError(f"trainer.pretrain.steps={config.steps}: pre-training is for text tasks {can}, not '{task_name}'")
     if not config.corpus_file:
         raise ValueError(f"trainer.pretrain.steps={config.steps} needs trainer.pretrain.corpus_file (unlabelled text)")
     column = config.text_column

@@ -28,29 +28,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from nas.tasks import task_spec
 from nas.tracking import MAX_PARAM_LENGTH, default_artifact_location, open_store, resolve_uri
 
 log = logging.getLogger(__name__)
 
-# task -> (transformers pipeline task, the pipeline's name for the task's preprocessor); translation: none (pytorch flavour)
-PIPELINES = {
-    "text_classification": ("text-classification", "tokenizer"),
-    "language_modeling": ("text-generation", "tokenizer"),
-    "image_classification": ("image-classification", "image_processor"),
-    "audio_classification": ("audio-classification", "feature_extractor"),
-}
-REQUIREMENTS = {"image_classification": ("pillow",)}  # beside torch, transformers, tokenizers
 MODEL_NAME = "model"  # the logged model's name in its run
 
 
 def flavour(task: str) -> str:
-    return "transformers" if task in PIPELINES else "pytorch"
+    """transformers for a task whose spec names a pipeline (TaskSpec.pipeline), pytorch for the others."""
+    return "transformers" if task_spec(task).pipeline else "pytorch"
 
 
 def pip_requirements(task: str) -> list[str]:
     """Pinned to what trained the model; given explicitly, so MLflow does not spend time inferring them."""
     pins = []
-    for package in ("torch", "transformers", "tokenizers", *REQUIREMENTS.get(task, ())):
+    for package in ("torch", "transformers", "tokenizers", *task_spec(task).requirements):
         try:
             pins.append(f"{package}=={version(package).split('+')[0]}")  # torch 2.x+cpu -> torch==2.x
         except PackageNotFoundError:
@@ -126,8 +120,8 @@ def log_final_model(uri: str, experiment: str, run_name: str, tags: Mapping[str,
         curve = [Metric("train_loss", loss, 0, step) for step, loss in losses]
         for i in range(0, len(curve), 1000):  # and at 1000 metrics
             client.log_batch(run_id, metrics=curve[i : i + 1000])
-        if task in PIPELINES:
-            pipeline_task, component = PIPELINES[task]
+        if task_spec(task).pipeline:
+            pipeline_task, component = task_spec(task).pipeline
             # A local model card: without one, MLflow tries to fetch the base model's card from the Hub.
             info = mlflow.transformers.log_model({"model": model, component: preprocessor}, name=MODEL_NAME, task=pipeline_task,
                                                  model_card=ModelCard(card), pip_requirements=requirements)

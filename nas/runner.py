@@ -205,7 +205,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
     if not resuming:
         claim_new_search(output_dir)  # locked for this search; another search's records are never overwritten
     pretrain = config.trainer.pretrain
-    corpus_texts = read_corpus(pretrain, config.task.name.value) if pretrain.steps > 0 else []
+    corpus_texts = read_corpus(pretrain, config.task.name) if pretrain.steps > 0 else []
     task = make_task(config.task, tokenizer_texts=corpus_texts)
     corpus = None
     if corpus_texts:
@@ -395,7 +395,7 @@ def validate_config(config: Config) -> None:
     """Every setting that can be checked without data, before anything is read or trained."""
     check_settings(config)  # what needs no torch (the command has checked it already, before the heavy imports)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
-    config.search_space.validate(config.task.name.value)
+    config.search_space.validate(config.task.name)
 
 
 def check_writable(output_dir: Path) -> None:

@@ -15,11 +15,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 register_configs()
 
-# A search that trains real models for a handful of steps: seconds, not minutes.
-TINY = [
-    "trainer=tiny", "budget=5", "ppo.population_size=2", "ppo.horizon=2", "ppo.iterations=3",
-    "task.train_size=64", "task.val_size=32", "task.vocab_size=300", "progress=false",
-]
+# A search that trains real models for a handful of steps: seconds, not minutes (conf/experiment/smoke.yaml, for any task).
+TINY = ["experiment=smoke"]
 
 
 def run_nas(monkeypatch, *args: str) -> int:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 import nas.cli
-from nas.config import CONF_DIR, DATA_DIR, SearchSpaceConfig, TaskConfig
+from nas.config import CONF_DIR, DATA_DIR, SearchSpaceConfig
 from nas.errors import EXIT_BAD_INPUT
 from nas.models import get_family
-from nas.tasks import make_task
+from nas.tasks import TASKS, make_task
 
 from .conftest import TINY, compose_config
 
@@ -401,21 +402,21 @@ def test_a_train_size_larger_than_the_data_uses_all_of_it_with_a_warning(tmp_pat
 
 # -- the checks runner.validate_config can make before any file is read ---------------------------------------------
 
-def shipped(group: str, schema: type):
-    """Every option of a conf/ group as its typed schema, without Hydra (its defaults list dropped)."""
+def shipped(group: str, schema: Callable[[str], type]):
+    """Every option of a conf/ group as its typed schema (``schema(option)``), without Hydra (its defaults list dropped)."""
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
         yaml = OmegaConf.load(path)
         yaml.pop("defaults", None)
-        yield path.stem, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), yaml))
+        yield path.stem, OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema(path.stem)), yaml))
 
 
 def test_every_shipped_task_and_space_passes_validation():
     # TaskConfig.validate and SearchSpaceConfig.validate run before any data is read: they must accept what conf/ ships.
-    tasks = dict(shipped("task", TaskConfig))
+    tasks = dict(shipped("task", lambda option: TASKS[option].settings))
     for task in tasks.values():
         task.validate()
-    for name, space in shipped("search_space", SearchSpaceConfig):
-        fits = [t.name.value for t in tasks.values() if t.name.value in get_family(space.family).tasks]
+    for name, space in shipped("search_space", lambda option: SearchSpaceConfig):
+        fits = [t.name for t in tasks.values() if t.name in get_family(space.family).tasks]
         assert fits, name
         space.validate(fits[0])
 

@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from nas.config import CONF_DIR, Config
+from nas.tasks import TASKS
 from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
 
 from .conftest import TINY, compose_config
@@ -24,6 +25,9 @@ PAIRS = {"gpt2_small": "language_modeling", "vit_small": "image_classification"}
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_and_converts_to_typed_objects(group, option):
     overrides = [f"{group}={option}"]
+    if group == "experiment_task":  # chosen by experiment and task together (conf/config.yaml), never on its own
+        experiment, task = option.split("_", 1)
+        overrides = [f"experiment={experiment}", f"task={task}"]
     if group == "search_space" and option in PAIRS:
         overrides.append(f"task={PAIRS[option]}")
     config = compose_config(overrides)
@@ -67,14 +71,20 @@ def test_configs_load_and_are_checked_without_torch_transformers_or_mlflow():
 
 
 def test_the_smoke_experiment_is_the_tests_tiny_settings():
-    assert dataclasses.asdict(compose_config(["experiment=smoke"])) == dataclasses.asdict(compose_config(TINY))
+    tiny = ["trainer=tiny", "budget=5", "ppo.population_size=2", "ppo.horizon=2", "ppo.iterations=3",
+            "task.train_size=64", "task.val_size=32", "progress=false"]
+    assert dataclasses.asdict(compose_config(TINY)) == dataclasses.asdict(compose_config([*tiny, "task.vocab_size=300"]))
+    # a setting only some tasks have is set for those tasks alone (conf/experiment_task/): smoke works with every task
+    for task in TASK_SPACES:
+        assert dataclasses.asdict(compose_config([*TINY, f"task={task}"])) == dataclasses.asdict(compose_config(
+            [*tiny, f"task={task}", *(["task.vocab_size=300"] if hasattr(TASKS[task].settings, "vocab_size") else [])]))
     later = compose_config(["experiment=smoke", "budget=9", "task=language_modeling"])  # the command line still wins
-    assert (later.budget, later.task.name.value, later.trainer.max_steps) == (9, "language_modeling", 4)
+    assert (later.budget, later.task.name, later.trainer.max_steps) == (9, "language_modeling", 4)
 
 
 def test_overrides_apply():
     c = compose_config(["ppo.iterations=10", "task=language_modeling", "search_space=gpt2_small", "strategy=random", "seed=7"])
-    assert (c.ppo.iterations, c.task.name.value, c.search_space.family, c.strategy.value, c.seed) == (10, "language_modeling", "gpt2", "random", 7)
+    assert (c.ppo.iterations, c.task.name, c.search_space.family, c.strategy.value, c.seed) == (10, "language_modeling", "gpt2", "random", 7)
 
 
 def test_unknown_key_fails_naming_it():

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from nas.models import AUTO_MODELS
+from nas.models import auto_model
 from nas.runner import run_search
 from nas.space import SpaceError
 from nas.tasks import DataError
@@ -109,7 +109,7 @@ def test_every_task_runs_a_real_search_end_to_end(tmp_path, sqlite_uri, task, sp
     assert len(children) == 3 and all(metric in c.data.metrics for c in children)
     hf_config = AutoConfig.from_pretrained(tmp_path / "best")
     assert hf_config.model_type == config.search_space.family
-    model = AUTO_MODELS[task].from_config(hf_config)
+    model = auto_model(task).from_config(hf_config)
     assert model.num_parameters() == result.best.info["num_parameters"]
     assert any((tmp_path / "best" / name).is_file() for name in ("tokenizer.json", "preprocessor_config.json"))
 

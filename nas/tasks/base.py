@@ -9,7 +9,7 @@ import torch
 
 
 class Task(Protocol):
-    name: str  # also the key of the Auto model class (nas.models.AUTO_MODELS)
+    name: str  # its registered name (nas.tasks.TASKS): the spec names its Auto model class
     metric: str  # the validation metric the reward comes from
     preprocessor: Any  # a transformers tokenizer or image processor, saved next to the best architecture
 

@@ -6,7 +6,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tokenizers.processors import TemplateProcessing
 from transformers import PreTrainedTokenizerFast
 
-TOKENIZERS = ("wordpiece", "byte_bpe")
+from nas.tasks.shipped import TOKENIZERS  # the names task.tokenizer accepts, checked with the settings
 
 
 def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
