@@ -40,10 +40,12 @@ from nas.config import (  # noqa: E402
     CONF_DIR, Config, FinalConfig, FinalTaskConfig, TaskConfig, TrackingConfig, check_saved_config, register_configs, run_id_of,
     to_typed,
 )
+from nas.cli import register_help  # noqa: E402
 from nas.errors import reporting, run_command  # noqa: E402
 from nas.objectives import load_records  # noqa: E402
 
 register_configs()
+register_help()  # the ${nas_groups:...} of nas-final --help
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = ".hydra/config.yaml"
@@ -219,45 +221,91 @@ def best_candidate(search: Search) -> dict[str, Any]:
     return max(ok, key=lambda r: r["reward"])
 
 
-def _shipped_test_file(raw: DictConfig) -> str | None:
-    """The test split of the shipped task the search used (searches from before task.test_file existed)."""
-    name = str(OmegaConf.select(raw, "task.name"))
-    shipped = CONF_DIR / "task" / f"{name}.yaml"
-    if not shipped.is_file():
+@dataclass(frozen=True)
+class SearchData:
+    """The data a search trained and validated on, as nas-final names it and picks its test split."""
+
+    shipped: bool  # the task's shipped train and validation files
+    test_file: str | None  # a test split of that same data, or None
+    test_files: dict[str, str]  # audio's extra test sets of that same data
+    note: str | None = None  # why there is no test split (said in the output, metrics.json and the MLflow run)
+
+
+def _shipped_task(name: str) -> DictConfig | None:
+    path = CONF_DIR / "task" / f"{name}.yaml"
+    return OmegaConf.load(path) if path.is_file() else None
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _resolved(conf: DictConfig, key: str) -> Any:
+    """A shipped task's value, its ${nas_data:...} resolved (None when its file is not installed)."""
+    try:
+        value = OmegaConf.select(conf, key)
+    except Exception:  # a shipped data file that is not installed here: no shipped data to compare with
         return None
-    conf = OmegaConf.load(shipped)
-    shipped_train = OmegaConf.to_container(conf, resolve=False).get("train_file")
-    return conf.get("test_file") if shipped_train == OmegaConf.to_container(raw.task, resolve=False).get("train_file") else None
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
 
 
-def final_task_config(search: Search, final: FinalTaskConfig) -> TaskConfig:
-    """The search's task with the final sizes and a test split; FinalError when there is none."""
+def data_digest(paths: list[str], length: int = 8) -> str:
+    """A short SHA-256 of the files' bytes: the same data gives the same digest, wherever its files are."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:length]
+
+
+def search_data(search: Search, final: FinalTaskConfig) -> SearchData:
+    """Which data the search used, and the test split that belongs to it: the shipped task's test split only for a
+    search of the shipped train and validation files; for a search of the user's own files, only a test file given
+    for them (the search's task.test_file when it is not the shipped one, or nas-final's task.test_file)."""
     task = search.config.task
-    test_file = final.test_file or task.test_file
-    if test_file is None:
-        test_file = _shipped_test_file(search.raw)
-        if test_file is not None:
-            log.info("task.test_file: the search's config has none; the shipped task's: %s", test_file)
-    config = dataclasses.replace(task, train_size=final.train_size, val_size=final.val_size, test_file=test_file,
-                                 test_size=final.test_size)
-    if config.test_file is None and not getattr(config, "test_files", None):  # audio's extra sets: other tasks have none
-        raise FinalError(f"task.test_file: the search's task '{task.name}' ({search.where}) has no test split; "
-                         f"give one with task.test_file=PATH")
-    return config
+    shipped = _shipped_task(task.name)
+    on_shipped = shipped is not None and _same_file(task.train_file, _resolved(shipped, "train_file")) \
+        and _same_file(task.validation_file, _resolved(shipped, "validation_file"))
+    test_file, test_files = task.test_file, dict(getattr(task, "test_files", {}))  # audio's: other tasks have none
+    if on_shipped and test_file is None:  # a search from before task.test_file existed: its data's own test split
+        test_file = _resolved(shipped, "test_file")
+    elif not on_shipped and shipped is not None:  # the shipped test sets are another source's data: never scored here
+        if _same_file(test_file, _resolved(shipped, "test_file")):
+            test_file = None
+        shipped_sets = _resolved(shipped, "test_files") or {}
+        test_files = {k: v for k, v in test_files.items() if not _same_file(v, shipped_sets.get(k))}
+    test_file = final.test_file or test_file
+    note = None
+    if test_file is None and not test_files:
+        why = "the search used its own data and no test file was given for it" if not on_shipped else "the search's task has none"
+        note = f"no test split ({why}; give one with task.test_file=PATH): validation metrics only"
+    return SearchData(on_shipped, test_file, test_files, note)
+
+
+def _stem(path: str, length: int = 48) -> str:
+    """A file's name without its suffixes, in the characters a registered model name takes."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).name.split(".")[0])[:length] or "data"
+
+
+def registered_name(task: TaskConfig, data: SearchData) -> str:
+    """nas-<task> for the shipped data; nas-<task>-<train file>-<digest of the train and validation files> for the
+    user's own (read after make_task has checked the files): their models never become versions of a shipped model."""
+    base = f"nas-{task.name.replace('_', '-')}"
+    return base if data.shipped else f"{base}-{_stem(task.train_file)}-{data_digest([task.train_file, task.validation_file])}"
+
+
+def final_task_config(search: Search, final: FinalTaskConfig, data: SearchData) -> TaskConfig:
+    """The search's task with the final sizes and the test split that belongs to its data (none: validation only)."""
+    extra_sets = {"test_files": data.test_files} if hasattr(search.config.task, "test_files") else {}  # audio's setting
+    return dataclasses.replace(search.config.task, train_size=final.train_size, val_size=final.val_size, test_file=data.test_file,
+                               test_size=final.test_size, **extra_sets)
 
 
 # ---------------------------------------------------------------------------------------------- the final model
-
-
-def _model_card(name: str, search: Search, best: dict[str, Any], auto_class: str, family: str, steps: int,
-                metrics: dict[str, float], num_parameters: int) -> str:
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
-    return (f"---\nlibrary_name: transformers\ntags:\n- nas\n---\n# {name}\n\n"
-            f"A `{family}` model (`{auto_class}`, {num_parameters:,} parameters) whose architecture a `nas` "
-            f"{search.config.strategy.value} search found (search {search.where}, run {search.run_id}; candidate {best.get('index')}, "
-            f"search reward {best['reward']:.4f}), trained by `nas-final` for {steps} steps.\n\n"
-            f"| metric | value |\n|---|---|\n{rows}\n\n"
-            f"Architecture:\n\n```json\n{json.dumps(best['architecture'], indent=2, sort_keys=True)}\n```\n")
 
 
 def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
@@ -267,7 +315,8 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     from nas import registry
     from nas.models import auto_model, build_config, build_model, build_pretraining_model, parameter_count, pretraining_objective
     from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
-    from nas.runner import candidate_seed
+    from nas.export import fitted_preprocessor, model_card, save_folder
+    from nas.runner import candidate_seed, rounded
     from nas.tasks import make_task
     from nas.tracking import flatten, open_store, resolve_uri
     from nas.train import evaluate, fit, resolve_device, train_and_evaluate
@@ -278,12 +327,12 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     best = best_candidate(search)
     architecture = best["architecture"]
     search_config = search.config
-    task_config = final_task_config(search, config.task)
+    data = search_data(search, config.task)
+    task_config = final_task_config(search, config.task, data)
     task_name = task_config.name
     family = search_config.search_space.family
     seed = search_config.seed if config.seed is None else config.seed
     trainer = config.trainer
-    register_as = config.register_as or f"nas-{task_name.replace('_', '-')}"
     if search.run_id is None:
         log.warning("the search's MLflow run (%s) is not in %s: the final run goes to experiment '%s' without a search_run_id tag",
                     search.where, resolve_uri(search.tracking_uri), search_config.tracking.experiment_name)
@@ -299,6 +348,10 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     pretrain = trainer.pretrain
     corpus_texts = read_corpus(pretrain, task_name) if pretrain.steps > 0 else []
     task = make_task(task_config, tokenizer_texts=corpus_texts, with_test=True)
+    register_as = config.register_as or registered_name(task_config, data)  # the files are checked: their digest can be read
+    check_registered_name(register_as, "register_as" if config.register_as else "the registered name from task.train_file")
+    if data.note:
+        log.warning("%s", data.note)
     corpus = None
     if corpus_texts:
         corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
@@ -324,22 +377,32 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
              "all" if task_config.train_size is None else f"the first {task_config.train_size}")
     trained = train_and_evaluate(model, task, trainer, data_seed=seed)
     start = time.perf_counter()
-    test = evaluate(model, task, trainer.eval_batch_size, split="test")
+    test = evaluate(model, task, trainer.eval_batch_size, split="test") if data.note is None else None
     test_seconds = time.perf_counter() - start
-    metrics = {**{f"val_{k}": v for k, v in trained.metrics.items()}, **{f"test_{k}": v for k, v in test.items()}}
-    log.info("validation %s; test %s", trained.metrics, test)
+    metrics = {**{f"val_{k}": v for k, v in trained.metrics.items()}, **{f"test_{k}": v for k, v in (test or {}).items()}}
+    log.info("validation %s; %s", rounded(trained.metrics), f"test {rounded(test)}" if test is not None else data.note)
 
-    # Save: AutoModelFor<Task>.from_pretrained(output_dir) and AutoTokenizer / AutoImageProcessor / AutoFeatureExtractor load it.
+    # Save: AutoModelFor<Task>.from_pretrained(output_dir), AutoTokenizer / AutoImageProcessor / AutoFeatureExtractor and
+    # transformers.pipeline load it; the preprocessor carries the model's limits (MLflow gets the same one).
     model.to("cpu").eval()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    task.preprocessor.save_pretrained(output_dir)
+    preprocessor = fitted_preprocessor(task.preprocessor, model.config)
+    auto_class = auto_model(task_name).__name__
+    card = model_card(
+        register_as,
+        f"A `{family}` model ({num_parameters:,} parameters) whose architecture a `nas` {search_config.strategy.value} search found "
+        f"(search {search.where}, MLflow run `{search.run_id}`; candidate {best.get('index')}, search reward {best['reward']:.4f}), "
+        f"trained by `nas-final` for {trained.steps} steps, scored with the task's metric `{task_config.metric}`.",
+        task_name, family, auto_class, architecture,
+        {"train": task_config.train_file, "validation": task_config.validation_file, "test": task_config.test_file,
+         **{f"test ({k})": v for k, v in data.test_files.items()}},
+        metrics, [data.note] if data.note else [])
+    save_folder(output_dir, model.config, preprocessor, model, card)
     # Config and preprocessor files (not the weights): shipped beside a model MLflow logs with the pytorch flavour.
     small_files = sorted(p for p in output_dir.iterdir()
-                         if p.is_file() and p.suffix in (".json", ".txt", ".model") and p.name != METRICS_FILE)
+                         if p.is_file() and p.suffix in (".json", ".txt", ".model", ".md") and p.name != METRICS_FILE)
     summary: dict[str, Any] = {
-        "task": task_name, "family": family, "auto_class": auto_model(task_name).__name__, "architecture": architecture,
-        "num_parameters": num_parameters, "metrics": metrics, "validation": trained.metrics, "test": test,
+        "task": task_name, "family": family, "auto_class": auto_class, "architecture": architecture,
+        "num_parameters": num_parameters, "metrics": metrics, "validation": trained.metrics, "test": test, "test_split": data.note or "",
         "train_seconds": trained.train_seconds, "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds,
         "pretrain_seconds": pretrain_seconds, "steps": trained.steps, "seed": seed,
         "search": {"where": search.where, "run_id": search.run_id, "candidate": best.get("index"), "reward": best["reward"],
@@ -352,20 +415,20 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
 
     # MLflow: a run in the search's experiment, the model logged in it and registered.
     tags = {"search_run_id": search.run_id or "", "search": search.where, "task": task_name, "family": family,
-            "output_dir": str(output_dir), "stage": "final"}
+            "output_dir": str(output_dir), "stage": "final", "data": "shipped" if data.shipped else "own",
+            "test_split": data.note or (task_config.test_file or ", ".join(data.test_files.values()))}
     params = {**architecture, "family": family, "seed": seed, "search_candidate": best.get("index"),
               **flatten({"trainer": summary["trainer"], "task": summary["task_config"]})}
     scalars = {**metrics, "num_parameters": num_parameters, "train_seconds": trained.train_seconds,
-               "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds, "search_reward": best["reward"]}
-    card = _model_card(register_as, search, best, summary["auto_class"], family, trained.steps, metrics, num_parameters)
+               "eval_seconds": trained.eval_seconds, "search_reward": best["reward"], **({"test_seconds": test_seconds} if test is not None else {})}
     run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "")
     logged = registry.log_final_model(resolve_uri(search.tracking_uri), search.experiment_id, run_name, tags, params, scalars,
-                                      trained.losses, model, task.preprocessor, task_name, small_files, register_as, card)
+                                      trained.losses, model, preprocessor, task_name, small_files, register_as, card)
     summary["mlflow"] = {"tracking_uri": resolve_uri(search.tracking_uri), **dataclasses.asdict(logged)}
     metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
 
     log.info("final model: %s (%s.from_pretrained)", output_dir, summary["auto_class"])
-    log.info("metrics: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    log.info("metrics: %s%s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), f" ({data.note})" if data.note else "")
     log.info("MLflow: run %s (experiment %s, %s, %s flavour); registered model '%s' version %s", logged.run_id, logged.experiment_id,
              summary["mlflow"]["tracking_uri"], logged.flavour, logged.registered_name, logged.registered_version)
     return FinalResult(output_dir, architecture, metrics, num_parameters, summary["mlflow"])
@@ -376,9 +439,9 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="final")
 def final_command(cfg: DictConfig) -> None:
-    from nas.cli import quiet_libraries
+    from nas.cli import quiet_libraries, rejected_runs_discarded
 
-    with reporting("nas-final"):
+    with reporting("nas-final"), rejected_runs_discarded():
         quiet_libraries()
         config: FinalConfig = to_typed(cfg, FinalConfig)
         run_final(config, Path(HydraConfig.get().runtime.output_dir))
@@ -386,6 +449,9 @@ def final_command(cfg: DictConfig) -> None:
 
 def main() -> None:
     """The ``nas-final`` console script; bad input (FinalError, DataError...) is one message, exit 2."""
+    from nas.cli import print_version
+
+    print_version("nas-final")
     run_command(final_command, "nas-final")
 
 

@@ -24,6 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
 from nas.config import Config, check_settings, run_id_of
 from nas.evaluators import error_type_of, make_evaluator
+from nas.export import save_folder
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
 from nas.plots import write_search_plots
@@ -39,6 +40,20 @@ from nas.tracking import StoreUnavailable, Tracker, check_names, check_store, do
 from nas.train import resolve_device
 
 log = logging.getLogger(__name__)
+
+
+def rounded(metrics: dict[str, float] | None, digits: int = 4) -> dict[str, float] | None:
+    """Metrics as a person reads them in a log line (0.3846, not 0.38461538461538464); files and MLflow keep every digit."""
+    return None if metrics is None else {k: round(v, digits) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def progress_total(config: Config) -> int | None:
+    """The most candidates the search evaluates: the budget, or fewer when PPO's rounds (ppo.iterations) end it first:
+    the initial architecture, then population_size new ones a round."""
+    caps = [config.budget]
+    if config.strategy.value == "ppo" and config.ppo.iterations is not None:
+        caps.append(1 + config.ppo.iterations * config.ppo.population_size)
+    return min((c for c in caps if c), default=None)
 
 
 def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> SearchSpace:
@@ -246,8 +261,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
         checkpoint_path.unlink(missing_ok=True)
     if hydra_dir is not None and not resuming:
         tracker.log_artifact(hydra_dir, ".hydra")
-    total = config.budget or (config.ppo.iterations or 0) * config.ppo.population_size + 1 or None  # + the initial architecture
-    progress = tqdm(total=total, desc=f"{config.strategy.value} search", unit="cand", disable=not config.progress)
+    progress = tqdm(total=progress_total(config), desc=f"{config.strategy.value} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
     run_ids: dict[int, str] = {}
     unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()
@@ -320,6 +334,9 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
         closing.hold()
         try:
             evaluator.close(abort=status != "FINISHED")
+            if status == "FINISHED" and progress.total != progress.n:  # the strategy ended first (its space or rounds ran out)
+                progress.total = progress.n
+                progress.refresh()
             progress.close()
             records = read_candidates(candidates_path)
             best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
@@ -332,7 +349,8 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
     b = result.best
     log.info("evaluated %d candidates (%d failed)", len(result.history), sum(not e.ok for e in result.history))
     if b is not None:
-        log.info("best reward %.4f, metrics %s, %s parameters: %s", b.value, b.info.get("metrics"), b.info.get("num_parameters"), b.architecture)
+        log.info("best reward %.4f, metrics %s, %s parameters: %s", b.value, rounded(b.info.get("metrics")), b.info.get("num_parameters"),
+                 b.architecture)
         log.info("best architecture: %s", output_dir / "best" / "config.json")
     log.info("MLflow store: %s (experiment '%s', run %s)", tracker.uri, config.tracking.experiment_name, tracker.parent_id)
     return result
@@ -344,8 +362,7 @@ def _write_outputs(best_record: dict[str, Any] | None, records: list[dict[str, A
     records nor the MLflow run's status: both are rebuilt from candidates.jsonl by a resume."""
     try:
         if best_record is not None:
-            objective.hf_config(best_record["architecture"]).save_pretrained(output_dir / "best")
-            task.preprocessor.save_pretrained(output_dir / "best")
+            save_folder(output_dir / "best", objective.hf_config(best_record["architecture"]), task.preprocessor)
         plots = write_search_plots(records, config.task.metric, output_dir / "plots",
                                    pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
     except OSError as exc:
