@@ -293,7 +293,9 @@ def tiny_model(task):
 def test_the_test_split_is_scored_by_the_validation_metric_code(task_name):
     from nas.tasks import make_task
 
-    sizes = [f"task={task_name}", "task.train_size=64", "task.val_size=8", "task.vocab_size=300", "task.max_new_tokens=4"]
+    own = {"text_classification": ["task.vocab_size=300"], "language_modeling": ["task.vocab_size=300"],
+           "translation": ["task.vocab_size=300", "task.max_new_tokens=4"], "image_classification": []}  # each task's own settings
+    sizes = [f"task={task_name}", "task.train_size=64", "task.val_size=8", *own[task_name]]
     # A search never reads the test split: a missing test file is no error there.
     make_task(compose_config([*sizes, "task.test_file=/nonexistent/test.csv"]).task)
     # With the validation rows as the test split, the test metrics are the validation metrics.
