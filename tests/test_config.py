@@ -10,8 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from nas.config import CONF_DIR, Config
-from nas.tasks import TASKS
 from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
+from nas.tasks import TASKS
 
 from .conftest import TINY, compose_config
 
