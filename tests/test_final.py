@@ -131,7 +131,9 @@ def test_final_model_loads_from_its_folder_and_predicts_what_was_logged(text_fin
         enc = tokenizer(texts[start : start + batch], truncation=True, max_length=48, padding=True, return_tensors="pt")
         with torch.no_grad():
             ids += model(**enc).logits.argmax(-1).tolist()
-    predicted = np.array([int(model.config.id2label[i]) for i in ids])
+    # The classes by the data's own names (data/README.md: label 1 = fresh, 0 = rotten), in label order.
+    assert model.config.id2label == {0: "rotten", 1: "fresh"}
+    predicted = np.array([{"rotten": 0, "fresh": 1}[model.config.id2label[i]] for i in ids])
     assert len(test) == 1000
     assert float((predicted == test["label"].to_numpy()).mean()) == pytest.approx(summary["metrics"]["test_accuracy"], abs=1e-9)
     assert summary["metrics"].keys() == {"val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"}

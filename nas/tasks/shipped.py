@@ -33,6 +33,7 @@ class TextClassificationConfig(TokenizedTextConfig):
     metric: str = "accuracy"
     text_column: str = "text"
     label_column: str = "label"
+    label_names: Optional[Dict[str, str]] = None  # label value -> class name (the model's id2label); null: the values
 
 
 @dataclass

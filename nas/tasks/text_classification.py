@@ -20,12 +20,13 @@ class TextClassificationTask:
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
                  train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int, metric: str,
-                 tokenizer_texts: Sequence[str] = (), test_file: str | None = None, test_size: int | None = None):
+                 tokenizer_texts: Sequence[str] = (), test_file: str | None = None, test_size: int | None = None,
+                 label_names: dict[str, str] | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
         if not label_column:
             raise ValueError("task.label_column must name the label column for text_classification")
-        self.metric = metric
+        self.metric, self.label_names = metric, label_names
         train = read_table(train_file, [text_column, label_column], "task.train_file", nrows=train_size)
         val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)
         check_label_types(train[label_column], label_column, train_file, "task.train_file")
@@ -69,7 +70,7 @@ class TextClassificationTask:
             "pad_token_id": tok.pad_token_id,
             "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id,
             "eos_token_id": tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id,
-            **label_fields(self.labels),
+            **label_fields(self.labels, self.label_names),
         }
 
     @staticmethod
