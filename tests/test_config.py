@@ -117,3 +117,25 @@ def test_a_task_alone_picks_a_fitting_space_and_the_command_line_wins(task, fami
 
 def test_every_task_option_has_a_default_space():
     assert set(GROUPS["task"]) == set(TASK_SPACES)
+
+
+FLAT_IMAGE_TASK = {  # the task section of a run folder's .hydra/config.yaml, saved before each task had its own schema
+    "name": "image_classification", "train_file": "${nas_data:fashion_mnist/train.npz}",
+    "validation_file": "${nas_data:fashion_mnist/validation.npz}", "text_column": "text", "label_column": "label",
+    "train_size": 64, "val_size": 32, "test_file": "${nas_data:fashion_mnist/test.npz}", "test_size": None, "max_length": 64,
+    "tokenizer": "wordpiece", "vocab_size": 4000, "metric": "accuracy", "image_column": "image", "image_size": 28,
+    "num_channels": 1, "source_column": "source", "target_column": "target", "max_new_tokens": 48, "audio_column": "audio",
+    "sampling_rate": 8000, "num_mel_bins": 32, "test_files": {},
+}
+
+
+def test_a_config_saved_with_the_flat_task_schema_loads_with_its_tasks_settings_only():
+    from omegaconf import OmegaConf
+
+    from nas.config import to_typed
+
+    saved = OmegaConf.to_container(OmegaConf.structured(compose_config(["task=image_classification"])))
+    old = to_typed(OmegaConf.create({**saved, "task": FLAT_IMAGE_TASK}))
+    assert old.task == compose_config(["task=image_classification", "task.train_size=64", "task.val_size=32"]).task
+    with pytest.raises(ConfigKeyError, match="vocab_size"):  # one foreign key alone is no old config: refused
+        to_typed(OmegaConf.create({**saved, "task": {**saved["task"], "vocab_size": 300}}))
