@@ -231,24 +231,6 @@ class SearchData:
     note: str | None = None  # why there is no test split (said in the output, metrics.json and the MLflow run)
 
 
-def _shipped_task(name: str) -> DictConfig | None:
-    path = CONF_DIR / "task" / f"{name}.yaml"
-    return OmegaConf.load(path) if path.is_file() else None
-
-
-def _same_file(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
-
-
-def _resolved(conf: DictConfig, key: str) -> Any:
-    """A shipped task's value, its ${nas_data:...} resolved (None when its file is not installed)."""
-    try:
-        value = OmegaConf.select(conf, key)
-    except Exception:  # a shipped data file that is not installed here: no shipped data to compare with
-        return None
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
-
-
 def data_digest(paths: list[str], length: int = 8) -> str:
     """A short SHA-256 of the files' bytes: the same data gives the same digest, wherever its files are."""
     import hashlib
@@ -264,24 +246,19 @@ def search_data(search: Search, final: FinalTaskConfig) -> SearchData:
     """Which data the search used, and the test split that belongs to it: the shipped task's test split only for a
     search of the shipped train and validation files; for a search of the user's own files, only a test file given
     for them (the search's task.test_file when it is not the shipped one, or nas-final's task.test_file)."""
-    task = search.config.task
-    shipped = _shipped_task(task.name)
-    on_shipped = shipped is not None and _same_file(task.train_file, _resolved(shipped, "train_file")) \
-        and _same_file(task.validation_file, _resolved(shipped, "validation_file"))
+    from nas.provenance import on_shipped_data, own_data_settings, shipped_task, shipped_value
+
+    shipped = on_shipped_data(search.config.task)
+    task = own_data_settings(search.config.task)
     test_file, test_files = task.test_file, dict(getattr(task, "test_files", {}))  # audio's: other tasks have none
-    if on_shipped and test_file is None:  # a search from before task.test_file existed: its data's own test split
-        test_file = _resolved(shipped, "test_file")
-    elif not on_shipped and shipped is not None:  # the shipped test sets are another source's data: never scored here
-        if _same_file(test_file, _resolved(shipped, "test_file")):
-            test_file = None
-        shipped_sets = _resolved(shipped, "test_files") or {}
-        test_files = {k: v for k, v in test_files.items() if not _same_file(v, shipped_sets.get(k))}
+    if shipped and test_file is None:  # a search from before task.test_file existed: its data's own test split
+        test_file = shipped_value(shipped_task(task.name), "test_file")
     test_file = final.test_file or test_file
     note = None
     if test_file is None and not test_files:
-        why = "the search used its own data and no test file was given for it" if not on_shipped else "the search's task has none"
+        why = "the search used its own data and no test file was given for it" if not shipped else "the search's task has none"
         note = f"no test split ({why}; give one with task.test_file=PATH): validation metrics only"
-    return SearchData(on_shipped, test_file, test_files, note)
+    return SearchData(shipped, test_file, test_files, note)
 
 
 def _stem(path: str, length: int = 48) -> str:
@@ -300,8 +277,10 @@ def registered_name(task: TaskConfig, data: SearchData) -> str:
 
 def final_task_config(search: Search, final: FinalTaskConfig, data: SearchData) -> TaskConfig:
     """The search's task with the final sizes and the test split that belongs to its data (none: validation only)."""
+    from nas.provenance import own_data_settings
+
     extra_sets = {"test_files": data.test_files} if hasattr(search.config.task, "test_files") else {}  # audio's setting
-    return dataclasses.replace(search.config.task, train_size=final.train_size, val_size=final.val_size, test_file=data.test_file,
+    return dataclasses.replace(own_data_settings(search.config.task), train_size=final.train_size, val_size=final.val_size, test_file=data.test_file,
                                test_size=final.test_size, **extra_sets)
 
 

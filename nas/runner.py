@@ -28,6 +28,7 @@ from nas.export import save_folder
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
 from nas.plots import write_search_plots
+from nas.provenance import own_data_settings
 from nas.pretrain import PretrainingCorpus, read_corpus
 from nas.search import Evaluation, ReplayError, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace, architecture_key
@@ -207,6 +208,7 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
 
 def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> SearchResult:
     resuming = bool(config.resume)
+    config = dataclasses.replace(config, task=own_data_settings(config.task))  # the shipped data's class names fit it alone
     seed_everything(config.seed)
     if resuming:
         search_state = read_search_state(output_dir)  # written once when the search started

@@ -95,3 +95,25 @@ def test_a_test_file_given_to_the_search_is_its_own(own):
     result = run_final(final_config([f"search={with_test.dir}", *FINAL_TINY]), own.root / "final-search-test")
     assert "test_accuracy" in result.metrics
     assert json.loads((result.output_dir / "metrics.json").read_text())["task_config"]["test_file"] == own.files["my_test"]
+
+
+def test_the_shipped_datas_class_names_and_test_split_stay_with_it(tmp_path):
+    from nas.provenance import own_data_settings
+    from nas.tasks import make_task
+
+    from .conftest import compose_config
+
+    shipped = compose_config(["task.train_size=64", "task.val_size=8", "task.vocab_size=300"]).task
+    assert own_data_settings(shipped) == shipped
+    assert make_task(shipped).config_fields()["id2label"] == {0: "rotten", 1: "fresh"}
+    # The user's files with 0/1 labels of their own meaning: neither the shipped names nor the shipped test set.
+    frame = pd.read_csv(DATA_DIR / "rotten_tomatoes" / "validation.csv.gz").iloc[:100]
+    frame.iloc[:60].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[60:].to_csv(tmp_path / "val.csv", index=False)
+    own = own_data_settings(compose_config([f"task.train_file={tmp_path / 'train.csv'}", f"task.validation_file={tmp_path / 'val.csv'}",
+                                            "task.vocab_size=300"]).task)
+    assert own.label_names is None and own.test_file is None
+    assert make_task(own).config_fields()["id2label"] == {0: "0", 1: "1"}
+    given = own_data_settings(compose_config([f"task.train_file={tmp_path / 'train.csv'}", f"task.validation_file={tmp_path / 'val.csv'}",
+                                              f"task.test_file={tmp_path / 'val.csv'}", "task.label_names={0:no,1:yes}"]).task)
+    assert given.test_file == str(tmp_path / "val.csv") and given.label_names == {0: "no", 1: "yes"}  # given for this data: kept

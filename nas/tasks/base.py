@@ -51,7 +51,8 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> Iterat
 def label_fields(labels: list, names: dict[str, str] | None = None) -> dict[str, Any]:
     """The classification head's config attributes for ``labels`` (label ids are their positions), each class called
     by its name in ``names`` (label value as text -> name) when it has one, else by its value."""
-    named = [(names or {}).get(str(label), str(label)) for label in labels]
+    by_text = {str(value): name for value, name in (names or {}).items()}  # 1 on the command line, "1" in a CSV: one label
+    named = [by_text.get(str(label), str(label)) for label in labels]
     if len(set(named)) < len(named):
         raise ValueError(f"task.label_names: two classes would have one name ({dict(zip(map(str, labels), named))}); give each its own")
     return {"num_labels": len(labels), "id2label": dict(enumerate(named)), "label2id": {name: i for i, name in enumerate(named)}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from nas.tasks.spec import TaskConfig, TaskSpec, check_at_least, register_task
 
@@ -33,7 +33,7 @@ class TextClassificationConfig(TokenizedTextConfig):
     metric: str = "accuracy"
     text_column: str = "text"
     label_column: str = "label"
-    label_names: Optional[Dict[str, str]] = None  # label value -> class name (the model's id2label); null: the values
+    label_names: Optional[Dict[Any, str]] = None  # label value -> class name (the model's id2label); null: the values
 
 
 @dataclass

@@ -21,7 +21,7 @@ class TextClassificationTask:
     def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
                  train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int, metric: str,
                  tokenizer_texts: Sequence[str] = (), test_file: str | None = None, test_size: int | None = None,
-                 label_names: dict[str, str] | None = None):
+                 label_names: dict[Any, str] | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
         if not label_column:
