@@ -167,7 +167,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for name, spec in TASKS.items():  # task=<name> composes against its own schema: only its settings
-        cs.store(group="task", name=f"base_{name}", node=spec.settings)
+        cs.store(group="task", name=f"base_{name}", node=spec.schema)
     cs.store(group="search_space", name="base_search_space", node=SearchSpaceConfig)
     cs.store(group="ppo", name="base_ppo", node=PPOConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
@@ -194,10 +194,10 @@ def to_typed(cfg: Any, schema: type = Config) -> Any:
     typed = OmegaConf.structured(schema)
     task = plain.get("task") if schema is Config else None
     if isinstance(task, dict) and isinstance(task.get("name"), str):
-        settings = task_spec(task["name"]).settings
-        typed.task = OmegaConf.structured(settings)
+        task_schema = task_spec(task["name"]).schema  # the task's own: only its settings are accepted
+        typed.task = OmegaConf.structured(task_schema)
         if FLAT_TASK_KEYS <= task.keys():
-            own = {f.name for f in dataclasses.fields(settings)}
+            own = {f.name for f in dataclasses.fields(task_schema)}
             plain["task"] = {k: v for k, v in task.items() if k in own}
     return OmegaConf.to_object(OmegaConf.merge(typed, plain))
 

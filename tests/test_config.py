@@ -77,7 +77,7 @@ def test_the_smoke_experiment_is_the_tests_tiny_settings():
     # a setting only some tasks have is set for those tasks alone (conf/experiment_task/): smoke works with every task
     for task in TASK_SPACES:
         assert dataclasses.asdict(compose_config([*TINY, f"task={task}"])) == dataclasses.asdict(compose_config(
-            [*tiny, f"task={task}", *(["task.vocab_size=300"] if hasattr(TASKS[task].settings, "vocab_size") else [])]))
+            [*tiny, f"task={task}", *(["task.vocab_size=300"] if hasattr(TASKS[task].schema, "vocab_size") else [])]))
     later = compose_config(["experiment=smoke", "budget=9", "task=language_modeling"])  # the command line still wins
     assert (later.budget, later.task.name, later.trainer.max_steps) == (9, "language_modeling", 4)
 

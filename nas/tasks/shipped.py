@@ -99,32 +99,32 @@ class AudioClassificationConfig(TaskConfig):
 def _text_classification(config: TextClassificationConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.text_classification import TextClassificationTask
 
-    return TextClassificationTask(**config.settings(with_test), tokenizer_texts=tokenizer_texts)
+    return TextClassificationTask(**config.as_kwargs(with_test), tokenizer_texts=tokenizer_texts)
 
 
 def _language_modeling(config: LanguageModelingConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.language_modeling import LanguageModelingTask
 
-    return LanguageModelingTask(**config.settings(with_test), tokenizer_texts=tokenizer_texts)
+    return LanguageModelingTask(**config.as_kwargs(with_test), tokenizer_texts=tokenizer_texts)
 
 
 def _translation(config: TranslationConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.translation import TranslationTask
 
-    return TranslationTask(**config.settings(with_test), tokenizer_texts=tokenizer_texts)
+    return TranslationTask(**config.as_kwargs(with_test), tokenizer_texts=tokenizer_texts)
 
 
 def _image_classification(config: ImageClassificationConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.image_classification import ImageClassificationTask
 
-    return ImageClassificationTask(**config.settings(with_test))
+    return ImageClassificationTask(**config.as_kwargs(with_test))
 
 
 def _audio_classification(config: AudioClassificationConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.audio_classification import AudioClassificationTask
 
     # nas-final reports the extra sets with the test split; a search with the validation split
-    return AudioClassificationTask(**config.settings(with_test), test_files_split="test" if with_test else "validation")
+    return AudioClassificationTask(**config.as_kwargs(with_test), test_files_split="test" if with_test else "validation")
 
 
 CLASSIFICATION = {"accuracy": True, "macro_f1": True}

@@ -4,7 +4,7 @@ This module imports nothing heavy (a config loads without torch): a spec names i
 as a string, and its ``build`` function imports the Task class that reads and scores the data when it is called.
 The shipped tasks are declared in nas/tasks/shipped.py; another task registers itself the same way::
 
-    register_task(TaskSpec(name="my_task", settings=MyTaskConfig, metrics={"accuracy": True}, ...))
+    register_task(TaskSpec(name="my_task", schema=MyTaskConfig, metrics={"accuracy": True}, ...))
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class TaskConfig:
                     raise ValueError(f"task.{key} and task.{other} both name column '{getattr(self, key)}'; "
                                      "they must name two different columns")
 
-    def settings(self, with_test: bool) -> dict[str, Any]:
+    def as_kwargs(self, with_test: bool) -> dict[str, Any]:
         """The settings as keyword arguments of the task's class (every field but ``name``); without ``with_test``
         the test split is left out: a search never reads it."""
         kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
@@ -76,7 +76,7 @@ class TaskSpec:
     corpus); ``with_test`` (nas-final) reads the test split too."""
 
     name: str  # the task= option and task.name
-    settings: type[TaskConfig]  # its schema: TaskConfig plus the settings that apply to it
+    schema: type[TaskConfig]  # its settings: TaskConfig plus those that apply to it (task/base_<name> in Hydra's ConfigStore)
     metrics: Mapping[str, bool]  # what evaluate() reports -> whether higher is better; task.metric picks the reward's
     auto_model: str  # the transformers Auto class that builds its models, e.g. "AutoModelForSequenceClassification"
     build: Callable[[Any, Sequence[str], bool], Any]  # imports the Task class on first use (it needs torch)
@@ -97,8 +97,8 @@ TASKS: dict[str, TaskSpec] = {}
 def register_task(spec: TaskSpec) -> TaskSpec:
     """Add ``spec`` to TASKS (again: replaced). Its metrics must agree on their direction with every other task's,
     since plots and Pareto fronts look a metric's direction up by its name alone."""
-    if not issubclass(spec.settings, TaskConfig):
-        raise TypeError(f"task '{spec.name}': settings {spec.settings.__name__} must subclass nas.tasks.TaskConfig")
+    if not issubclass(spec.schema, TaskConfig):
+        raise TypeError(f"task '{spec.name}': schema {spec.schema.__name__} must subclass nas.tasks.TaskConfig")
     if not spec.metrics:
         raise ValueError(f"task '{spec.name}' declares no metric")
     for other in TASKS.values():
