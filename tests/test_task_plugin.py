@@ -18,7 +18,7 @@ from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
 
 from nas.config import register_configs
-from nas.models import get_family
+from nas.models import FAMILIES, auto_model, get_family, tasks_of
 from nas.objectives import _maximise
 from nas.runner import run_search
 from nas.tasks import TASKS, TaskConfig, TaskSpec, register_task
@@ -130,3 +130,15 @@ def test_a_task_setting_misspelled_fails_at_compose_time_naming_it(keyword_task)
     assert "keywrd" in str(err.value) + str(err.value.__cause__)
     with pytest.raises(ConfigCompositionException):
         compose_config([*keyword_task, "task.image_size=28"])  # another task's setting
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_registered_task_keeps_its_spec(name):
+    # The contract every task meets: its YAML composes against its own schema, its metric is one it reports,
+    # its Auto class exists and some family has a head for it.
+    spec = TASKS[name]
+    config = compose_config([f"task={name}"]).task
+    assert type(config) is spec.schema and config.name == name
+    assert config.metric in spec.metrics and all(getattr(config, column) for column in spec.columns)
+    assert auto_model(name).__name__ == spec.auto_model
+    assert [family for family in FAMILIES.values() if name in tasks_of(family)]
