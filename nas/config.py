@@ -70,7 +70,7 @@ class TrackingConfig:
     uri: str = "sqlite:///outputs/mlflow.db"  # relative sqlite paths resolve against the working directory
     experiment_name: str = "nas"
     artifact_location: Optional[str] = None  # default: mlartifacts/ beside a sqlite file
-    run_name: Optional[str] = None  # parent run name; default: <strategy>-<task>-seed<seed>
+    run_name: Optional[str] = None  # parent run name; default: <strategy>-<task>-seed<seed>-<date>-<time> (a sweep job: -<sweep folder>-job<n>)
     # How long the store may stay locked (sqlite) or unreachable (a server) before the search stops; calls are retried
     # with backoff meanwhile, and a stopped search resumes with `nas resume=DIR`.
     retry_seconds: float = 120.0
