@@ -103,7 +103,7 @@ def _store(uri: str) -> Iterator[None]:
 
 def log_final_model(uri: str, experiment: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
                     metrics: Mapping[str, float], losses: list[tuple[int, float]], model, preprocessor, task: str,
-                    files: list[Path], register_as: str, card: str) -> LoggedFinal:
+                    files: list[Path], register_as: str, card: str, description: str = "") -> LoggedFinal:
     """One run in ``experiment`` (an id) with ``params``, ``metrics`` and the ``train_loss`` curve; the model
     logged in it (linked to the metrics) and registered as a new version of ``register_as``. ``files``: the
     saved config and preprocessor files, shipped beside a pytorch-flavour model."""
@@ -130,10 +130,19 @@ def log_final_model(uri: str, experiment: str, run_name: str, tags: Mapping[str,
                                             pip_requirements=requirements, signature=False,
                                             metadata={"load": "mlflow.pytorch.load_model; tokenizer and config in extra_files/"})
         mlflow.log_metrics(dict(metrics), model_id=info.model_id)  # on the run and on the logged model
-    version = mlflow_register(uri, info.model_uri, register_as, {**tags, "run_id": run_id})
+    version = mlflow_register(uri, info.model_uri, register_as, {**tags, "run_id": run_id}, description)
     return LoggedFinal(run_id, experiment, info.model_uri, flavour(task), version.name, str(version.version), version.source)
 
 
-def mlflow_register(uri: str, model_uri: str, name: str, tags: Mapping[str, str]):
+NEWEST = "newest"  # the alias of a registered model's newest version (MLflow reserves "latest")
+
+
+def mlflow_register(uri: str, model_uri: str, name: str, tags: Mapping[str, str], description: str = ""):
+    """A new version of ``name`` with ``description``; the alias ``newest`` moves to it (models:/<name>@newest)."""
     with _store(uri):
-        return mlflow.register_model(model_uri, name, tags=dict(tags))
+        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if description:
+        client.update_model_version(name, version.version, description=description)
+    client.set_registered_model_alias(name, NEWEST, version.version)
+    return version
