@@ -1,0 +1,30 @@
+"""Recorded histories: for a fixed seed every strategy proposes exactly what it proposed when this file was
+written. Refactors of a strategy must keep its proposals; a change that alters them on purpose (a new
+design) updates the digests here and says so in its commit."""
+
+import hashlib
+import json
+
+import pytest
+
+import nas
+from tests.test_strategies import SPACE, quadratic
+
+# name -> (strategy, settings, sha256 of the 40 proposals' choices, the first three proposals)
+RECORDED = {
+    "ppo": ("ppo", {}, "b9022faafb03b62b", [(2, 2, 2, 1), (4, 4, 2, 1), (5, 2, 3, 1)]),
+    "ppo-controller": ("ppo", {"ppo": {"env": "controller"}}, "e81e8d4a62c20da3", [(2, 2, 2, 1), (1, 5, 4, 0), (4, 5, 1, 3)]),
+    "ppo-screening": ("ppo", {"ppo": {"env": "controller", "screening": 8}}, "b72b87f77c6c3a1a", [(2, 2, 2, 1), (1, 5, 4, 0), (4, 5, 1, 3)]),
+    "random": ("random", {}, "584d1b346c085fbc", [(5, 3, 4, 3), (3, 4, 5, 0), (0, 1, 1, 3)]),
+    "evolution": ("evolution", {}, "f7aa497b39fcb305", [(5, 3, 4, 3), (3, 4, 5, 0), (0, 1, 1, 3)]),
+    "tpe": ("tpe", {}, "97927812e877b939", [(4, 5, 3, 3), (2, 0, 1, 2), (3, 2, 4, 2)]),
+}
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_a_strategy_proposes_what_it_proposed_when_recorded(name):
+    strategy, settings, digest, first = RECORDED[name]
+    result = nas.search(SPACE, quadratic, strategy=strategy, budget=40, seed=7, **settings)
+    proposals = [tuple(e.architecture[k] for k in SPACE) for e in result.history]
+    assert proposals[:3] == first
+    assert hashlib.sha256(json.dumps(proposals).encode()).hexdigest()[:16] == digest
