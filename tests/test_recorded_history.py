@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 import nas
 from tests.test_strategies import SPACE, quadratic
@@ -28,3 +29,21 @@ def test_a_strategy_proposes_what_it_proposed_when_recorded(name):
     proposals = [tuple(e.architecture[k] for k in SPACE) for e in result.history]
     assert proposals[:3] == first
     assert hashlib.sha256(json.dumps(proposals).encode()).hexdigest()[:16] == digest
+
+
+def test_a_ppo_checkpoint_restores_its_networks_optimizer_and_random_generators():
+    from nas.strategies import PPOConfig, PPOStrategy
+    from nas.space import SearchSpace
+
+    space = SearchSpace.from_dict(SPACE)
+    trained = nas.search(SPACE, quadratic, strategy="ppo", budget=24, seed=5).strategy
+    state = trained.state_dict()
+    fresh = PPOStrategy(space, PPOConfig(), seed=99)
+    fresh.load_state_dict(state)
+    again = fresh.state_dict()
+    assert again["controller"]["iterations"] == trained.iteration > 0
+    for net in ("policy", "value"):
+        assert all(torch.equal(again["controller"][net][k], v) for k, v in state["controller"][net].items())
+    assert again["generator"].equal(state["generator"]) and again["numpy_rng"] == state["numpy_rng"]
+    assert again["optimizer"]["state"][0]["exp_avg"].equal(state["optimizer"]["state"][0]["exp_avg"])
+    assert all(nas.strategies.strategy_class(name)(space, seed=0).state_dict() == {} for name in ("random", "evolution", "tpe"))

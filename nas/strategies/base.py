@@ -34,6 +34,10 @@ class Strategy(Protocol):
     def tell(self, proposal: Proposal, value: float | None) -> None:
         """The value of the oldest outstanding proposal (None when its evaluation failed); tells come in ask order."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold beyond the seed and the history (learned networks, optimizer and RNG
+        states); empty for a strategy that the seed and the values told determine."""
+
 
 
 def sample_valid(space: SearchSpace, rng: np.random.Generator, exclude: Container[Encoding] = (), max_tries: int = 1000) -> Encoding | None:

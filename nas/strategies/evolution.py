@@ -60,6 +60,9 @@ class EvolutionStrategy:
                 return child
         return None
 
+    def state_dict(self) -> dict:
+        return {}  # the seed and the values told determine every proposal: a resume replays them
+
     def tell(self, proposal: Proposal, value: float | None) -> None:
         if not self._outstanding:
             raise RuntimeError("tell() without an outstanding ask()")

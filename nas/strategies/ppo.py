@@ -24,6 +24,7 @@ the ensemble picks a restart among random unseen architectures.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -151,6 +152,19 @@ class PPOStrategy:
             "policy": self.policy.state_dict(),
             "value": self.value.state_dict(),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds (tensors and plain containers: loads with ``weights_only=True``): the controller,
+        the optimizer and both random generators. The rest (values, incumbent) is rebuilt by replaying the history."""
+        return {"controller": self.controller_state(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(), "numpy_rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warm_start(state["controller"], "the checkpoint")
+        self.iteration = state["controller"]["iterations"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
 
     def save_controller(self, path: str | Path) -> None:
         write_atomically(Path(path), serialized(self.controller_state()))

@@ -35,5 +35,8 @@ class RandomStrategy:
         count = len(self.sampler.proposed)
         return Proposal(self.space.decode(encoding), iteration=(count - 1) // self.batch_size, episode=count - 1, step=0)
 
+    def state_dict(self) -> dict:
+        return {}  # the seed and the values told determine every proposal: a resume replays them
+
     def tell(self, proposal: Proposal, value: float | None) -> None:
         self._outstanding -= 1

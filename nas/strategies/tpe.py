@@ -89,6 +89,9 @@ class TPEStrategy:
         count = len(self.values) + len(self._outstanding)
         return Proposal(self.space.decode(encoding), iteration=0, episode=count - 1, step=0)
 
+    def state_dict(self) -> dict:
+        return {}  # the seed and the values told determine every proposal: a resume replays them
+
     def tell(self, proposal: Proposal, value: float | None) -> None:
         if not self._outstanding:
             raise RuntimeError("tell() without an outstanding ask()")
