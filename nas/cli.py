@@ -93,12 +93,15 @@ def search_command(cfg: DictConfig) -> float | None:
         if config.resume:  # the interrupted search's own config, its output directory, its MLflow run
             config = saved_config(config.resume, [o for o in hydra_cfg.overrides.task if not o.startswith("resume=")])
         check_settings(config)  # a bad setting is reported before torch, transformers and mlflow load
-        from nas.runner import run_search
+        from hydra.types import RunMode
+
+        from nas.runner import SweepJob, run_search
 
         if config.resume:
             return run_search(config, Path(config.resume)).best_value
         output_dir = Path(hydra_cfg.runtime.output_dir)
-        result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None)
+        sweep = SweepJob(str(Path(hydra_cfg.sweep.dir).absolute()), hydra_cfg.job.num) if hydra_cfg.mode == RunMode.MULTIRUN else None
+        result = run_search(config, output_dir, output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None, sweep)
         return result.best_value  # lets sweepers optimise over searches
 
 

@@ -28,6 +28,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from datetime import datetime  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -104,7 +105,7 @@ def validate_final(config: FinalConfig) -> None:
         check_registered_name(config.register_as)
     if config.run_name is not None:
         if not config.run_name.strip():
-            raise FinalError("run_name is empty; give an MLflow run name, or null for final-<task>-<search run id>")
+            raise FinalError("run_name is empty; give an MLflow run name, or null for final-<task>-<search run id>-<date>-<time>")
         if len(config.run_name) > MAX_RUN_NAME:
             raise FinalError(f"run_name={config.run_name!r}: {len(config.run_name)} characters, MLflow keeps at most {MAX_RUN_NAME}")
 
@@ -232,14 +233,12 @@ class SearchData:
 
 
 def data_digest(paths: list[str], length: int = 8) -> str:
-    """A short SHA-256 of the files' bytes: the same data gives the same digest, wherever its files are."""
+    """A short SHA-256 of the files' digests: the same data gives the same digest, wherever its files are."""
     import hashlib
 
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()[:length]
+    from nas.provenance import file_digest
+
+    return hashlib.sha256("".join(file_digest(p, 64) for p in paths).encode()).hexdigest()[:length]
 
 
 def search_data(search: Search, final: FinalTaskConfig) -> SearchData:
@@ -287,6 +286,25 @@ def final_task_config(search: Search, final: FinalTaskConfig, data: SearchData) 
 # ---------------------------------------------------------------------------------------------- the final model
 
 
+def final_data(task: TaskConfig) -> dict[str, tuple[str, int | None]]:
+    """The files the final run reads (context -> (file, rows used)): its MLflow dataset inputs."""
+    data = {"train": (task.train_file, task.train_size), "validation": (task.validation_file, task.val_size)}
+    if task.test_file:
+        data["test"] = (task.test_file, task.test_size)
+    for name, path in getattr(task, "test_files", {}).items():  # audio's extra test sets
+        data[f"test.{name}"] = (path, None)
+    return data
+
+
+def version_description(task: TaskConfig, data: SearchData, metrics: dict[str, float], search: Search, best: dict[str, Any]) -> str:
+    """What a registry version says of itself: its data, its metrics, the search that found it."""
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    sets = [task.test_file] if task.test_file else list(getattr(task, "test_files", {}).values())
+    test = f"test {', '.join(sets)}" if sets else data.note
+    return (f"{task.name} on {task.train_file} (validation {task.validation_file}; {test}). {scores}. "
+            f"Found by search {search.run_id or search.where}, candidate {best.get('index')}.")
+
+
 def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     """Train, score, save and register the best architecture of ``config.search``; outputs in ``output_dir``."""
     import torch
@@ -297,7 +315,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     from nas.export import fitted_preprocessor, model_card, save_folder
     from nas.runner import candidate_seed, rounded
     from nas.tasks import make_task
-    from nas.tracking import flatten, open_store, resolve_uri
+    from nas.tracking import flatten, log_dataset_inputs, open_store, resolve_uri
     from nas.train import evaluate, fit, resolve_device, train_and_evaluate
 
     # Everything that can fail on bad input, before anything trains: the settings, then the search they name.
@@ -393,16 +411,19 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     metrics_path.write_text(json.dumps(summary, indent=2) + "\n")  # before MLflow: a store that fails loses nothing
 
     # MLflow: a run in the search's experiment, the model logged in it and registered.
-    tags = {"search_run_id": search.run_id or "", "search": search.where, "task": task_name, "family": family,
+    search_ref = str(Path(config.search).absolute()) if Path(str(config.search)).is_dir() else str(config.search).strip()
+    tags = {"search_run_id": search.run_id or "", "search": search_ref, "task": task_name, "family": family,
             "output_dir": str(output_dir), "stage": "final", "data": "shipped" if data.shipped else "own",
             "test_split": data.note or (task_config.test_file or ", ".join(data.test_files.values()))}
     params = {**architecture, "family": family, "seed": seed, "search_candidate": best.get("index"),
               **flatten({"trainer": summary["trainer"], "task": summary["task_config"]})}
     scalars = {**metrics, "num_parameters": num_parameters, "train_seconds": trained.train_seconds,
                "eval_seconds": trained.eval_seconds, "search_reward": best["reward"], **({"test_seconds": test_seconds} if test is not None else {})}
-    run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "")
+    run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "") + f"-{datetime.now():%Y%m%d-%H%M%S}"
     logged = registry.log_final_model(resolve_uri(search.tracking_uri), search.experiment_id, run_name, tags, params, scalars,
-                                      trained.losses, model, preprocessor, task_name, small_files, register_as, card)
+                                      trained.losses, model, preprocessor, task_name, small_files, register_as, card,
+                                      version_description(task_config, data, metrics, search, best))
+    log_dataset_inputs(search.tracking_uri, logged.run_id, final_data(task_config))
     summary["mlflow"] = {"tracking_uri": resolve_uri(search.tracking_uri), **dataclasses.asdict(logged)}
     metrics_path.write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -20,6 +20,14 @@ from nas.config import CONF_DIR
 SHIPPED_DATA_KEYS = ("test_file", "test_files", "label_names")
 
 
+def file_digest(path: str, length: int = 8) -> str:
+    """A short SHA-256 of a file's bytes: the same data gives the same digest, wherever its file is."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:length]
+
+
 def shipped_task(name: str) -> DictConfig | None:
     """The shipped task's YAML (conf/task/<name>.yaml), or None for a task nas does not ship."""
     path = CONF_DIR / "task" / f"{name}.yaml"

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,14 @@ log = logging.getLogger(__name__)
 def rounded(metrics: dict[str, float] | None, digits: int = 4) -> dict[str, float] | None:
     """Metrics as a person reads them in a log line (0.3846, not 0.38461538461538464); files and MLflow keep every digit."""
     return None if metrics is None else {k: round(v, digits) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def search_run_name(config: Config, sweep: SweepJob | None) -> str:
+    """A name that tells searches apart in MLflow's runs table: what ran, then when (or which job of which sweep)."""
+    base = f"{config.strategy.value}-{config.task.name}-seed{config.seed}"
+    if sweep is not None:
+        return f"{base}-{Path(sweep.folder).name}-job{sweep.num}"
+    return f"{base}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def progress_total(config: Config) -> int | None:
@@ -193,7 +202,15 @@ def read_search_state(output_dir: Path) -> dict[str, Any]:
     return state
 
 
-def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) -> SearchResult:
+@dataclasses.dataclass(frozen=True)
+class SweepJob:
+    """A search that is one job of a Hydra multirun (``nas -m``): its sweep folder and job number (hydra.job.num)."""
+
+    folder: str
+    num: int
+
+
+def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None, sweep: SweepJob | None = None) -> SearchResult:
     """Run the search ``config`` describes, writing outputs to ``output_dir`` and runs to MLflow.
 
     With ``config.resume`` set, ``output_dir`` is an interrupted search's: its recorded candidates are
@@ -201,12 +218,12 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None) 
     """
     validate_config(config)
     try:
-        return _run_search(config, output_dir, hydra_dir)
+        return _run_search(config, output_dir, hydra_dir, sweep)
     finally:
         release_folder(output_dir)
 
 
-def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> SearchResult:
+def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep: SweepJob | None) -> SearchResult:
     resuming = bool(config.resume)
     config = dataclasses.replace(config, task=own_data_settings(config.task))  # the shipped data's class names fit it alone
     seed_everything(config.seed)
@@ -251,10 +268,13 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
         log.info("resuming %s: %d candidates recorded, MLflow run %s", output_dir, len(replay), tracker.parent_id)
     else:
         replay = []
-        run_name = config.tracking.run_name or f"{config.strategy.value}-{task.name}-seed{config.seed}"
+        run_name = config.tracking.run_name or search_run_name(config, sweep)
+        sweep_tags = {"sweep": sweep.folder, "hydra.job.num": str(sweep.num)} if sweep else {}
+        task_config = config.task
+        data = {"train": (task_config.train_file, task_config.train_size), "validation": (task_config.validation_file, task_config.val_size)}
         tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
                              tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
-                                   "output_dir": str(output_dir)})
+                                   "output_dir": str(output_dir), **sweep_tags}, data=data)
         # What binds this folder to its run: a resume checks the store's run against it before logging anything.
         (output_dir / SEARCH_STATE_FILE).write_text(json.dumps({
             "format": SEARCH_STATE_FORMAT, "parent_run_id": tracker.parent_id, "tracking_uri": tracker.uri,
@@ -302,7 +322,9 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None) -> Sea
             strategy.save_controller(controller_path)
         save_checkpoint(strategy, checkpoint_path, progress.n)
         try:
-            tracker.log_metrics({k: v for k, v in stats.items() if k != "iteration" and np.isfinite(v)}, step=stats["iteration"])
+            # best_value: the best_reward curve already logged per candidate (one name per metric)
+            tracker.log_metrics({k: v for k, v in stats.items() if k not in ("iteration", "best_value") and np.isfinite(v)},
+                                step=stats["iteration"])
         except StoreUnavailable:
             pass  # the checkpoint is saved; the search stops at its next candidate
         log.info("iteration %d: %s", stats["iteration"], ", ".join(f"{k}={v:.4g}" for k, v in stats.items() if k != "iteration"))

@@ -35,6 +35,9 @@ from nas.evaluators import error_type_of
 from nas.search import Evaluation
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+# Metric names, one per metric across a search and nas-final: val_<metric> (a candidate's and the final model's validation
+# metrics), test_<metric> (nas-final only), reward (a candidate's), best_reward (the parent's best so far).
+VAL_PREFIX, TEST_PREFIX = "val_", "test_"
 RETRY_SECONDS = 120.0  # how long a store may be locked or unreachable before the search stops (tracking.retry_seconds)
 MAX_WAIT = 10.0  # longest pause between two tries
 
@@ -234,6 +237,42 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def system_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """``tags`` with the system tags MLflow's own ``start_run`` sets (mlflow.user, mlflow.source.name and .type, and
+    mlflow.source.git.commit when the running code is a git checkout), which ``MlflowClient.create_run`` leaves out."""
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils.git_utils import get_git_commit
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+    resolved = resolve_tags(dict(tags))
+    if MLFLOW_GIT_COMMIT not in resolved:  # the command's script may be outside the checkout (a venv elsewhere): this package's
+        commit = get_git_commit(str(Path(__file__).parent))
+        if commit:
+            resolved[MLFLOW_GIT_COMMIT] = commit
+    return resolved
+
+
+def dataset_inputs(data: Mapping[str, tuple[str, int | None]]) -> list[Any]:
+    """Each data file (context -> (file, rows used)) as an MLflow dataset input: named by its file, a digest of its bytes,
+    its path as the source, the rows used as its profile, and MLflow's context tag (train, validation, test)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from nas.provenance import file_digest
+
+    inputs = []
+    for context, (path, rows) in data.items():
+        dataset = Dataset(name=Path(path).name, digest=file_digest(path), source_type="local",
+                          source=json.dumps({"uri": str(Path(path).resolve())}), profile=json.dumps({"rows": rows or "all"}))
+        inputs.append(DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)]))
+    return inputs
+
+
+def log_dataset_inputs(uri: str, run_id: str, data: Mapping[str, tuple[str, int | None]]) -> None:
+    """The data files a run read, as its dataset inputs (see dataset_inputs)."""
+    open_store(uri).log_inputs(run_id, datasets=dataset_inputs(data))
+
+
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -319,11 +358,16 @@ class Tracker:
         """Wait until everything logged so far is in the store."""
         self._raise_failures(wait=True)
 
-    def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+    def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str],
+                     data: Mapping[str, tuple[str, int | None]] = ()) -> str:
+        """The search's parent run, with MLflow's system tags (user, source, git commit), ``tags``, ``params`` and the
+        ``data`` files it reads (context -> (file, rows used)) as dataset inputs."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=system_tags(tags))
         self.parent_id = run.info.run_id
         flat = flatten(params)
         self._log(self.parent_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flat.items()])
+        if data:
+            self.client.log_inputs(self.parent_id, datasets=dataset_inputs(data))
         return self.parent_id
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
@@ -349,12 +393,15 @@ class Tracker:
     def _log_candidate_body(self, run_id: str, e: Evaluation, hf_config_json: str | None) -> None:
         ts = _now()
         info = e.info
-        # Validation metrics at the training step they were measured (several steps under multi-fidelity).
+        # Validation metrics at the training step they were measured (several steps under multi-fidelity), named as
+        # nas-final names them: val_<metric> (and test_<metric> there), so one column compares candidates and final models.
         checkpoints = info.get("checkpoints") or [(info.get("steps", 0), info.get("metrics", {}))]
-        metrics = [Metric(k, float(v), ts, int(step)) for step, values in checkpoints for k, v in values.items()]
+        metrics = [Metric(f"{VAL_PREFIX}{k}", float(v), ts, int(step)) for step, values in checkpoints for k, v in values.items()]
+        # metric_reward: the metric's reward before a cost (objective.cost) traded against it; only when it differs from reward.
+        metric_reward = info.get("metric_reward") if info.get("metric_reward") != e.value else None
         scalars = {"reward": e.value, "num_parameters": info.get("num_parameters"), "train_seconds": info.get("train_seconds"),
                    "eval_seconds": info.get("eval_seconds"), "pretrain_seconds": info.get("pretrain_seconds"), "seconds": e.seconds,
-                   "latency_ms": info.get("latency_ms"), "metric_reward": info.get("metric_reward"), "steps": info.get("steps")}
+                   "latency_ms": info.get("latency_ms"), "metric_reward": metric_reward, "steps": info.get("steps")}
         metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
         metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
         metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one

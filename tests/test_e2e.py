@@ -63,8 +63,8 @@ def test_cli_search_writes_outputs_and_mlflow_runs(tmp_path, sqlite_uri):
         assert child.data.tags["architecture_hash"] == record["architecture_hash"]
         assert {"iteration", "episode", "step", "status"} <= set(child.data.tags)
         assert child.data.params["hidden_size"] == str(record["architecture"]["hidden_size"])
-        assert child.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
-        assert {"reward", "num_parameters", "train_seconds", "eval_seconds", "macro_f1"} <= set(child.data.metrics)
+        assert child.data.metrics["val_accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+        assert {"reward", "num_parameters", "train_seconds", "eval_seconds", "val_macro_f1"} <= set(child.data.metrics)
         assert [m.step for m in client.get_metric_history(child.info.run_id, "train_loss")] == [2, 4]
         assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["config.json"]
 
@@ -106,7 +106,7 @@ def test_every_task_runs_a_real_search_end_to_end(tmp_path, sqlite_uri, task, sp
     assert all(check(e) for e in result.history)
     client = MlflowClient(sqlite_uri)
     children = client.search_runs([client.get_experiment_by_name("nas").experiment_id], "tags.status = 'ok'")
-    assert len(children) == 3 and all(metric in c.data.metrics for c in children)
+    assert len(children) == 3 and all(f"val_{metric}" in c.data.metrics for c in children)
     hf_config = AutoConfig.from_pretrained(tmp_path / "best")
     assert hf_config.model_type == config.search_space.family
     model = auto_model(task).from_config(hf_config)

@@ -318,3 +318,22 @@ def test_audio_test_files_are_the_test_split_of_a_final_training():
     assert set(during_search) == {"accuracy", "macro_f1", "unseen_accuracy", "human_accuracy"}
     assert final.evaluate(model, 16) == {k: during_search[k] for k in ("accuracy", "macro_f1")}
     assert final.evaluate(model, 16, split="test") == {k: during_search[k] for k in ("unseen_accuracy", "human_accuracy")}
+
+
+def test_final_run_and_version_say_what_they_are(text_final, text_search, store):
+    """The registered version describes its data, metrics and search, the alias newest points at it; the run's search
+    tag is the search's folder as given (unquoted), its dataset inputs the files it read, with their digests."""
+    import hashlib
+
+    info = text_final.result.mlflow
+    client = MlflowClient(store.uri, registry_uri=store.uri)
+    version = client.get_model_version(info["registered_name"], info["registered_version"])
+    train_file = text_final.summary["task_config"]["train_file"]
+    assert train_file in version.description and "val_accuracy" in version.description and text_search.run_id in version.description
+    assert client.get_model_version_by_alias(info["registered_name"], "newest").version == version.version
+    run = client.get_run(info["run_id"])
+    assert run.data.tags["search"] == str(text_search.dir)
+    inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"train", "validation", "test"}
+    with open(train_file, "rb") as f:
+        assert inputs["train"].digest == hashlib.sha256(f.read()).hexdigest()[:8]

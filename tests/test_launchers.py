@@ -73,7 +73,7 @@ def test_searches_in_parallel_processes_share_the_default_sqlite_store(tmp_path,
             assert child.info.status == ("FINISHED" if record["status"] == "ok" else "FAILED")
             assert child.data.tags["architecture_hash"] == record["architecture_hash"]
             if record["status"] == "ok":
-                assert child.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+                assert child.data.metrics["val_accuracy"] == pytest.approx(record["metrics"]["accuracy"])
         seen |= {r["mlflow_run_id"] for r in records}
     assert seen == set(children)  # every child run is some job's candidate: none lost, none extra
 

@@ -52,7 +52,7 @@ def test_multi_fidelity_stops_unpromising_candidates_and_logs_each_fidelity(tmp_
         assert (r["steps"] > 2) == (first[i] >= np.quantile(first[:i], 0.5)), (i, first)
     client, runs = children(sqlite_uri)
     full = next(run for run in runs if run.data.metrics["steps"] == 6)
-    history = client.get_metric_history(full.info.run_id, "accuracy")
+    history = client.get_metric_history(full.info.run_id, "val_accuracy")
     assert sorted(m.step for m in history) == [2, 4, 6]
 
 

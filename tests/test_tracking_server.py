@@ -163,7 +163,7 @@ def test_a_search_tracked_by_the_server(tmp_path, mlflow_server, monkeypatch):
         assert child.info.status == ("FINISHED" if record["status"] == "ok" else "FAILED")
         assert {k: str(v) for k, v in record["architecture"].items()} == child.data.params
         if record["status"] == "ok":
-            assert child.data.metrics["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+            assert child.data.metrics["val_accuracy"] == pytest.approx(record["metrics"]["accuracy"])
             assert {"reward", "num_parameters", "train_seconds"} <= set(child.data.metrics)
 
     # Artifacts go up through the server and come back down through it.
