@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = dataclasses.replace(config, tracking=dataclasses.replace(config.tracking, uri=uri))
     if config.trainer.num_threads:  # fit sets it when it trains; the bare loop must train with the same threads
         torch.set_num_threads(config.trainer.num_threads)
-    print(f"default config: {config.task.name.value}, {config.search_space.family}, {config.trainer.max_steps} steps of "
+    print(f"default config: {config.task.name}, {config.search_space.family}, {config.trainer.max_steps} steps of "
           f"batch {config.trainer.batch_size}, budget {config.budget}; store {uri}", flush=True)
 
     start = now()
@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     which = f" (with overrides {' '.join(args.overrides)})" if args.overrides else " (default)"
     lines = ["# Where a default candidate's wall time goes", "",
              f"`{command}` ({time.strftime('%Y-%m-%d %H:%M')}, benchmark wall {now() - wall_start:.0f} s). Config{which}: "
-             f"`{config.task.name.value}` / `{config.search_space.family}` space, {config.trainer.max_steps} AdamW steps of batch "
+             f"`{config.task.name}` / `{config.search_space.family}` space, {config.trainer.max_steps} AdamW steps of batch "
              f"{config.trainer.batch_size}, validation {config.task.val_size}, PPO (population {config.ppo.population_size}, horizon "
              f"{config.ppo.horizon}), MLflow on a fresh sqlite store (warmed by one throw-away run).", ""]
     if busy_start or busy_end:
@@ -663,7 +663,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = "\n".join(lines) + "\n"
     (out / "report.md").write_text(report)
     data = {
-        "config": {"task": config.task.name.value, "family": config.search_space.family, "max_steps": config.trainer.max_steps,
+        "config": {"task": config.task.name, "family": config.search_space.family, "max_steps": config.trainer.max_steps,
                    "batch_size": config.trainer.batch_size, "budget": config.budget, "seed": config.seed},
         "mean_seconds": mean, "wall_seconds": wall, "framework_seconds": framework, "framework_share": share,
         "framework_share_strict": strict_share, "mlflow_ms_per_candidate": mlflow_ms, "mlflow_ms_median": mlflow_median,

@@ -45,7 +45,7 @@ def curve(steps: list[int], train_size: int, seed: int, extra: list[str], out: P
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         config = to_typed(compose("config", [f"task.train_size={train_size}", f"seed={seed}", "trainer=pretrain_finetune", *extra]))
-    texts = read_corpus(config.trainer.pretrain, config.task.name.value)
+    texts = read_corpus(config.trainer.pretrain, config.task.name)
     task = make_task(config.task, tokenizer_texts=texts)  # one tokenizer for every point of the curve
     corpus = PretrainingCorpus(texts, task.preprocessor, task.config_fields()["max_position_embeddings"], config.trainer.pretrain)
     architecture = dict(config.search_space.initial)

@@ -24,20 +24,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from nas.candidate import CandidateObjective, candidate_seed, seed_everything  # noqa: F401 (re-exported)
 from nas.config import Config, check_settings, run_id_of
+from nas.controller import ControllerError
+from nas.errors import DeferredSignals, ResumeError, SearchStopped
 from nas.evaluators import error_type_of, make_evaluator
 from nas.export import save_folder
+from nas.folders import claim_new_search, lock_folder, release_folder, serialized, write_atomically
 from nas.models import make_space, pretraining_objective
 from nas.objectives import load_records
 from nas.plots import write_search_plots
-from nas.provenance import own_data_settings
 from nas.pretrain import PretrainingCorpus, read_corpus
+from nas.provenance import own_data_settings
 from nas.search import Evaluation, ReplayError, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
-from nas.strategies.ppo import ControllerError
 from nas.tasks import Task, make_task
-from nas.errors import DeferredSignals, ResumeError, SearchStopped
-from nas.folders import claim_new_search, lock_folder, release_folder, serialized, write_atomically
 from nas.tracking import StoreUnavailable, Tracker, check_names, check_store, download_run_artifact
 from nas.train import resolve_device
 
@@ -148,13 +148,11 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
 
 
 def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
-    """PPO's state after an update (tensors and plain containers: loads with weights_only=True)."""
-    if not hasattr(strategy, "controller_state"):
+    """The strategy's state after an update (tensors and plain containers: loads with weights_only=True)."""
+    state = strategy.state_dict()
+    if not state:
         return  # random, evolution and TPE are a function of the seed and the history alone
-    state = {"format": CHECKPOINT_FORMAT, "evaluations": evaluations, "controller": strategy.controller_state(),
-             "optimizer": strategy.optimizer.state_dict(), "generator": strategy.generator.get_state(),
-             "numpy_rng": json.dumps(strategy.rng.bit_generator.state)}
-    write_atomically(path, serialized(state))
+    write_atomically(path, serialized({"format": CHECKPOINT_FORMAT, "evaluations": evaluations, **state}))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -257,7 +255,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
     checkpoint_path = output_dir / CHECKPOINT_FILE
     candidates_path = output_dir / "candidates.jsonl"
 
-    saved_checkpoint = checkpoint_iterations(checkpoint_path) if resuming and hasattr(strategy, "controller_state") else None
+    saved_checkpoint = checkpoint_iterations(checkpoint_path) if resuming else None  # only a strategy with a state_dict writes one
     # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
     uri = search_state["tracking_uri"] if resuming else config.tracking.uri
     tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds,

@@ -1,12 +1,15 @@
 """Warm starts: a search's saved PPO controller seeds the policy and value networks of a later search."""
 
+import json
+
 import pytest
 import torch
 
 import nas
+from nas.controller import ControllerError, load_controller
 from nas.runner import run_search
 from nas.space import as_space
-from nas.strategies.ppo import ControllerError, PPOStrategy, load_controller
+from nas.strategies.ppo import PPOStrategy
 
 from .conftest import TINY, compose_config
 
@@ -78,7 +81,7 @@ def test_cli_search_warm_starts_from_a_run_directory_or_mlflow_run(tmp_path, sql
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(sqlite_uri)
-    parent = client.search_runs([client.get_experiment_by_name("nas").experiment_id], "attributes.run_name = 'ppo-text_classification-seed0'")[0]
+    parent = client.get_run(json.loads((tmp_path / "first" / "search.json").read_text())["parent_run_id"])
     assert "controller.pt" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     for i, source in enumerate((str(tmp_path / "first"), parent.info.run_id, f"runs:/{parent.info.run_id}")):

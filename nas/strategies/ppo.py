@@ -34,50 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas.controller import CONTROLLER_FORMAT, ControllerError, controller_mismatch, load_controller, write_controller
 from nas.env import ControllerEnv, State, make_env
-from nas.folders import serialized, write_atomically
 from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
 from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
 from nas.surrogate import ValueEnsemble
 
-CONTROLLER_FORMAT = "nas-ppo-controller/1"
-
-
-class ControllerError(ValueError):
-    """A warm-start controller that is missing, not a controller, or made for another search space."""
-
-
-def load_controller(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ControllerError(f"ppo.init_from: controller file '{path}' does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers only
-    except Exception as exc:
-        raise ControllerError(f"ppo.init_from: '{path}' is not a readable controller checkpoint: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != CONTROLLER_FORMAT:
-        raise ControllerError(f"ppo.init_from: '{path}' is not a nas PPO controller (no '{CONTROLLER_FORMAT}' format tag)")
-    return state
-
-
-def controller_mismatch(state: dict[str, Any], space: SearchSpace, config: PPOConfig) -> list[str]:
-    """What differs between a saved controller and this search; empty when it can be loaded."""
-    saved: dict[str, list] = state["dimensions"]
-    problems = [f"dimension '{d}' is not in this search space" for d in saved if d not in space.names]
-    problems += [f"dimension '{d}' is not in the saved controller" for d in space.names if d not in saved]
-    problems += [
-        f"dimension '{d}' has choices {list(space.dimensions[d])} here but {saved[d]} in the controller"
-        for d in space.names if d in saved and list(space.dimensions[d]) != list(saved[d])
-    ]
-    if list(saved) != list(space.names) and not problems:
-        problems.append(f"dimensions are in the order {list(saved)} in the controller but {list(space.names)} here")
-    for key in ("horizon", "hidden_size", "env"):
-        if state.get(key, "modify") != getattr(config, key):
-            problems.append(f"ppo.{key} is {getattr(config, key)} here but {state[key]} in the controller")
-    return problems
-
+__all__ = ["ControllerError", "PPOStrategy", "load_controller"]  # the controller file's API, re-exported where it was
 
 @dataclass
 class Episode:
@@ -167,7 +132,7 @@ class PPOStrategy:
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
 
     def save_controller(self, path: str | Path) -> None:
-        write_atomically(Path(path), serialized(self.controller_state()))
+        write_controller(self.controller_state(), path)
 
     def _warm_start(self, state: dict[str, Any], source: str) -> None:
         problems = controller_mismatch(state, self.space, self.config)
