@@ -143,7 +143,7 @@ def test_two_searches_started_at_once_in_one_folder_one_runs_the_other_is_refuse
     assert [r["index"] for r in records] == list(range(8))  # one search's records, none lost, none interleaved
     assert f"seed: {winner}\n" in (run_dir / ".hydra" / "config.yaml").read_text()  # the winner's config, not overwritten
     state = json.loads((run_dir / "search.json").read_text())
-    assert state["run_name"].endswith(f"seed{winner}")
+    assert f"-seed{winner}-" in state["run_name"]  # ppo-<task>-seed<N>-<date-time>
     assert_complete_after_resume(run_dir, uri, state["parent_run_id"])
     assert len([r for r in runs_by_id(uri).values() if "mlflow.parentRunId" not in r.data.tags]) == 1  # the loser logged nothing
 
@@ -201,7 +201,8 @@ def test_a_resume_pointed_at_a_candidates_run_is_refused(search, tmp_path, monke
 def test_a_resume_pointed_at_another_searchs_run_is_refused(search, tmp_path, monkeypatch, capsys):
     run_dir, uri = search
     other = tmp_path / "other"
-    assert run_nas(monkeypatch, *SEARCH, "budget=3", f"tracking.uri={uri}", f"hydra.run.dir={other}") == 0
+    same_name = json.loads((run_dir / "search.json").read_text())["run_name"]  # run names alone cannot tell the two apart
+    assert run_nas(monkeypatch, *SEARCH, "budget=3", f"tracking.uri={uri}", f"tracking.run_name={same_name}", f"hydra.run.dir={other}") == 0
     point_at(run_dir, parent_of(other))
     resume_refused(monkeypatch, capsys, run_dir, tmp_path, uri, f"which is not a child of run {parent_of(other)}")
 

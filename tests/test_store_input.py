@@ -40,7 +40,7 @@ def test_a_tracking_setting_mlflow_refuses_is_named_before_any_work(arguments, e
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
     assert not db.exists() and not read_candidates(tmp_path / "run" / "candidates.jsonl")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "run"]  # no store, no mlruns/ made on the way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no store, no mlruns/, no run folder left behind
 
 
 def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path, monkeypatch, capsys):
