@@ -212,7 +212,7 @@ class RayEvaluator:
         try:
             import ray
         except ImportError as exc:
-            raise ImportError("parallel.backend=ray needs Ray: pip install 'nas[ray]' (or pip install ray)") from exc
+            raise ImportError("parallel.backend=ray needs Ray: pip install 'transformer-nas[ray]' (or pip install ray)") from exc
         self.ray = ray
         self.threads = threads
         self._started_here = not ray.is_initialized()

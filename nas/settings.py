@@ -73,7 +73,7 @@ def _positive(x: float) -> bool:
 @dataclass
 class ParallelConfig:
     workers: int = 1  # candidates training at once; 1 trains them one after another in this process
-    backend: str = "process"  # process: a local process pool; ray: Ray tasks on this machine or a cluster (pip install 'nas[ray]')
+    backend: str = "process"  # process: a local process pool; ray: Ray tasks on this machine or a cluster (pip install 'transformer-nas[ray]')
     ray_address: Optional[str] = None  # ray: None starts Ray on this machine, listening on 127.0.0.1 only; "auto" or "ray://host:10001" joins a cluster
     # process: memory (MB) a candidate may take in its worker beyond what the worker holds at start; a candidate that
     # needs more fails with OutOfMemoryError and the search goes on. Candidates then train in worker processes even with

@@ -60,10 +60,10 @@ class _exit_ok:
 
 def test_version_is_the_projects(monkeypatch, capsys):
     assert run_nas(monkeypatch, "--version") == 0
-    assert capsys.readouterr().out.strip() == f"nas {version('nas')}"
+    assert capsys.readouterr().out.strip() == f"nas {version('transformer-nas')}"
     with pytest.raises(SystemExit) as exit_:
         run_cli(monkeypatch, "--version")
-    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"nas-final {version('nas')}"
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"nas-final {version('transformer-nas')}"
 
 
 @pytest.mark.parametrize("bad", [["ppo.gamma=1.5"], ["task.train_file=/nonexistent/train.csv"], ["search_space.max_params=1"]])

@@ -1,4 +1,4 @@
-"""TPE through Optuna's ask/tell API (Optuna is an optional dependency: ``pip install 'nas[tpe]'``).
+"""TPE through Optuna's ask/tell API (Optuna is an optional dependency: ``pip install 'transformer-nas[tpe]'``).
 
 Each dimension is a categorical parameter. Optuna never sees constraints or repeats: an invalid
 architecture is told back as a failed trial, one already evaluated is told its known value, and
@@ -22,7 +22,7 @@ def _import_optuna():
     try:
         import optuna
     except ImportError as exc:
-        raise ImportError("strategy=tpe needs Optuna: pip install 'nas[tpe]' (or pip install optuna)") from exc
+        raise ImportError("strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]' (or pip install optuna)") from exc
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
