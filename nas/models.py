@@ -3,11 +3,17 @@
 A family is a ``transformers`` ``model_type``. Search dimensions use the family's own config
 attribute names (or their standard aliases, e.g. ``hidden_size`` for GPT-2's ``n_embd``), so an
 architecture's values are exactly what lands in ``config.json``.
+
+``FAMILIES`` holds the hand-written families (closed-form parameter counts, known constraints). Any other
+model type ``transformers`` knows (roberta, llama, qwen2, ...) is a generic family (``generic_family``): it fits
+the tasks whose Auto class has a head for its config class, is counted by a meta-device build, and is held to the
+width/heads constraints its config has.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import itertools
 import json
@@ -21,6 +27,7 @@ from typing import Any, Optional
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from nas.space import Architecture, Constraint, SearchSpace, SpaceError, check_dimensions
 from nas.tasks import TASKS, task_spec
@@ -133,10 +140,88 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def _has_head(auto_class_name: str, config_class: type) -> bool:
+    """Whether the transformers Auto class ``auto_class_name`` builds a model from ``config_class``."""
+    auto_class = getattr(transformers, auto_class_name, None)
+    # _model_mapping (config class -> model class) is how the Auto classes themselves find a model: there is no public accessor.
+    mapping = getattr(auto_class, "_model_mapping", None)
+    return mapping is not None and config_class in mapping
+
+
+def _divides(label: str, width: str, heads: str) -> tuple[str, Callable[[PretrainedConfig], bool]]:
+    def check(c: PretrainedConfig) -> bool:
+        w, h = getattr(c, width, None), getattr(c, heads, None)
+        return not (isinstance(w, int) and isinstance(h, int) and h > 0) or w % h == 0
+
+    return label, check
+
+
+def _generic_constraints(config_class: type) -> tuple[tuple[str, Callable[[PretrainedConfig], bool]], ...]:
+    """Heads divide the width wherever the config has both (named as the config names them: DistilBERT's n_heads
+    and dim), encoder-decoder heads divide d_model, and grouped-query attention's key/value heads divide the heads."""
+    defaults = config_class()
+    aliases = getattr(config_class, "attribute_map", {})
+    constraints = []
+    if isinstance(getattr(defaults, "hidden_size", None), int) and isinstance(getattr(defaults, "num_attention_heads", None), int):
+        width, heads = aliases.get("hidden_size", "hidden_size"), aliases.get("num_attention_heads", "num_attention_heads")
+        constraints.append(_divides(f"{heads} divides {width}", "hidden_size", "num_attention_heads"))
+    if isinstance(getattr(defaults, "d_model", None), int) and isinstance(getattr(defaults, "decoder_attention_heads", None), int):
+        constraints.append(_divides("decoder_attention_heads divides d_model", "d_model", "decoder_attention_heads"))
+    if hasattr(defaults, "num_key_value_heads") and hasattr(defaults, "num_attention_heads"):
+        # None (the default) means as many key/value heads as heads: multi-head attention.
+        constraints.append(("num_key_value_heads divides num_attention_heads",
+                            lambda c: c.num_key_value_heads is None or c.num_attention_heads % c.num_key_value_heads == 0))
+    return tuple(constraints)
+
+
+class _FieldView:
+    """A config's attributes (aliases resolved) from ``fields`` over the config class's declared defaults, without
+    building it: a default another field derives (Llama's num_key_value_heads) stays None, as declared."""
+
+    def __init__(self, model_type: str, fields: Mapping[str, Any]):
+        config_class = CONFIG_MAPPING[model_type]
+        aliases = getattr(config_class, "attribute_map", {})
+        self._fields = {aliases.get(k, k): v for k, v in fields.items()}
+        self._aliases, self._class = aliases, config_class
+
+    def __getattr__(self, name: str) -> Any:
+        name = self._aliases.get(name, name)
+        if name in self._fields:
+            return self._fields[name]
+        return _declared_defaults(self._class).get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_defaults(config_class: type) -> dict[str, Any]:
+    if dataclasses.is_dataclass(config_class):
+        return {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
+    return vars(config_class())
+
+
+@functools.lru_cache(maxsize=None)
+def generic_family(model_type: str) -> Family | None:
+    """Any model type transformers knows, as a family (None if it knows none by that name): the tasks whose Auto class
+    has a head for its config class, a parameter count from a meta-device build, the constraints its config has."""
+    if model_type not in CONFIG_MAPPING:
+        return None
+    config_class = CONFIG_MAPPING[model_type]
+    # An encoder with a masked LM head (RoBERTa) also has a causal LM class, but it attends both ways unless built
+    # with is_decoder=True: next-token prediction would read the next token. Causal LM tasks take decoders only.
+    encoder = _has_head("AutoModelForMaskedLM", config_class)
+    tasks = tuple(name for name, spec in TASKS.items() if _has_head(spec.auto_model, config_class)
+                  and not (encoder and spec.auto_model == "AutoModelForCausalLM"))
+    pretraining = ("mlm" if encoder
+                   else "clm" if _has_head("AutoModelForCausalLM", config_class) else None)
+    return Family(model_type, tasks, constraints=_generic_constraints(config_class), pretraining=pretraining)
+
+
 def get_family(model_type: str, task: str | None = None) -> Family:
-    family = FAMILIES.get(model_type)
+    family = FAMILIES.get(model_type) or generic_family(model_type)
     if family is None:
-        raise SpaceError(f"search_space.family '{model_type}' is not supported; choose one of {sorted(FAMILIES)}")
+        close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING.keys()), n=3)
+        raise SpaceError(f"search_space.family '{model_type}' is not a transformers model type"
+                         + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else "")
+                         + f"; shipped families: {sorted(FAMILIES)}, or any AutoConfig model type (roberta, llama, qwen2, ...)")
     if task is not None and task not in tasks_of(family):
         raise SpaceError(f"search_space.family '{model_type}' does not fit task '{task}' (it fits {tasks_of(family)})")
     return family
@@ -147,9 +232,18 @@ def tasks_of(family: Family) -> list[str]:
     return [*family.tasks, *(name for name, spec in TASKS.items() if family.model_type in spec.families and name not in family.tasks)]
 
 
+# RoBERTa-style embeddings number positions from pad_token_id + 1, so a model with max_position_embeddings = the
+# task's length fails on a full-length input: such families get pad_token_id + 1 more positions than the task needs.
+POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm", "data2vec-text"})
+
+
 def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mapping[str, Any] = ()) -> PretrainedConfig:
     """The HF config of an architecture: the family defaults, then ``fixed`` fields (task-derived), then the architecture."""
-    return AutoConfig.for_model(model_type, **{**dict(fixed), **dict(architecture)})
+    fields = {**dict(fixed), **dict(architecture)}
+    if model_type in POSITIONS_AFTER_PADDING and isinstance(fields.get("max_position_embeddings"), int):
+        pad = fields.get("pad_token_id")
+        fields["max_position_embeddings"] += (pad if isinstance(pad, int) else CONFIG_MAPPING[model_type]().pad_token_id) + 1
+    return AutoConfig.for_model(model_type, **fields)
 
 
 def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
@@ -161,7 +255,8 @@ def pretraining_objective(model_type: str) -> str:
     objective = get_family(model_type).pretraining
     if objective is None:
         raise SpaceError(f"trainer.pretrain: family '{model_type}' has no self-supervised objective "
-                         f"(families that have one: {sorted(k for k, f in FAMILIES.items() if f.pretraining)})")
+                         f"(families that have one: {sorted(k for k, f in FAMILIES.items() if f.pretraining)}, "
+                         "or any model type with a masked or causal LM head)")
     return objective
 
 
@@ -205,7 +300,7 @@ def _field_types(model_type: str) -> dict[str, Any]:
 
 def value_problem(model_type: str, name: str, value: Any) -> str | None:
     """Why ``value`` cannot be the ``model_type`` config's attribute ``name`` (a dimension's choice or a fixed value), or None."""
-    from huggingface_hub.errors import StrictDataclassFieldValidationError
+    from huggingface_hub.errors import StrictDataclassClassValidationError, StrictDataclassFieldValidationError
     from transformers.utils import logging as hf_logging
 
     canonical = getattr(type(AutoConfig.for_model(model_type)), "attribute_map", {}).get(name, name)  # gpt2: hidden_size -> n_embd
@@ -218,6 +313,8 @@ def value_problem(model_type: str, name: str, value: Any) -> str | None:
             found = re.search(r"expected (.+?), got (\w+)", str(exc))
             why = f"expected {found.group(1)}, got {found.group(2)}" if found else str(exc).strip().splitlines()[-1].strip()
             return f"{value!r} is not a valid '{model_type}' {name}: {why}"
+        except StrictDataclassClassValidationError:
+            pass  # the value against the other defaults (Llama: hidden_size 30 with 32 heads): the space's constraints judge combinations
         finally:
             hf_logging.set_verbosity(verbosity)
     if value is None or isinstance(value, bool):
@@ -273,9 +370,16 @@ def make_space(
     def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:
         return lambda arch: check(build_config(model_type, arch, fixed))
 
+    generic = model_type not in FAMILIES
+    if generic:  # some configs (Llama) refuse heads that do not divide the width when built: check their fields unbuilt
+        def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:  # noqa: F811
+            return lambda arch: check(_FieldView(model_type, {**dict(fixed), **dict(arch)}))
+
     constraints = [Constraint(label, on_config(check)) for label, check in family.constraints]
     if max_params is not None:
         def within_budget(arch: Architecture) -> bool:
+            if generic and not all(c.check(arch) for c in constraints):
+                return True  # it cannot be built, let alone counted: the constraint it breaks says so
             return parameter_count(build_config(model_type, arch, fixed), task) <= max_params
 
         constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
