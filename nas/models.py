@@ -376,9 +376,10 @@ def make_space(
             return lambda arch: check(_FieldView(model_type, {**dict(fixed), **dict(arch)}))
 
     constraints = [Constraint(label, on_config(check)) for label, check in family.constraints]
+    buildable = tuple(constraints)
     if max_params is not None:
         def within_budget(arch: Architecture) -> bool:
-            if generic and not all(c.check(arch) for c in constraints):
+            if generic and not all(c.check(arch) for c in buildable):
                 return True  # it cannot be built, let alone counted: the constraint it breaks says so
             return parameter_count(build_config(model_type, arch, fixed), task) <= max_params
 

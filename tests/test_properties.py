@@ -46,12 +46,13 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def home_task(stem: str, family: str) -> str:
-    """The task a shipped space belongs to: the one whose config searches it by default, else the only task its family fits."""
+    """The task a shipped space belongs to: the one whose config searches it by default, else the only task its family
+    fits (a decoder that also classifies text, Llama or Qwen2: language modelling)."""
     for path in sorted(TASK_DIR.glob("*.yaml")):
         if any(isinstance(d, dict) and d.get("override /search_space@_global_.search_space") == stem for d in load_yaml(path)["defaults"]):
             return path.stem
-    (task,) = get_family(family).tasks
-    return task
+    tasks = get_family(family).tasks
+    return "language_modeling" if "language_modeling" in tasks else tasks[0]
 
 
 def task_fields(task: str) -> dict[str, Any]:
