@@ -221,7 +221,7 @@ def get_family(model_type: str, task: str | None = None) -> Family:
         close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING.keys()), n=3)
         raise SpaceError(f"search_space.family '{model_type}' is not a transformers model type"
                          + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else "")
-                         + f"; shipped families: {sorted(FAMILIES)}, or any AutoConfig model type (roberta, llama, qwen2, ...)")
+                         + f"; a family is any model type transformers.AutoConfig knows (bert, roberta, llama, qwen2, ...)")
     if task is not None and task not in tasks_of(family):
         raise SpaceError(f"search_space.family '{model_type}' does not fit task '{task}' (it fits {tasks_of(family)})")
     return family

@@ -70,7 +70,7 @@ def test_unknown_attribute_for_the_family_is_rejected():
 def test_family_must_fit_the_task_and_exist():
     with pytest.raises(SpaceError, match="'bert' does not fit task 'language_modeling'"):
         make_space("bert", {"hidden_size": [32]}, "language_modeling", TASK_FIELDS)
-    with pytest.raises(SpaceError, match="family 'llama3' is not supported"):
+    with pytest.raises(SpaceError, match=r"family 'llama3' is not a transformers model type \(did you mean 'llama'"):
         make_space("llama3", {"hidden_size": [32]}, "language_modeling", TASK_FIELDS)
 
 
