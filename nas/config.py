@@ -11,28 +11,22 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
+from nas.settings import ObjectiveConfig, ParallelConfig, TrainerConfig
+from nas.strategies.spec import STRATEGIES, strategy_spec
 from nas.tasks import TASKS, TaskConfig, task_spec
 
 _PACKAGE = Path(__file__).resolve().parent
 # conf/ and data/ sit beside the package in a checkout and inside it in a wheel.
 CONF_DIR = next((p for p in (_PACKAGE / "conf", _PACKAGE.parent / "conf") if p.is_dir()), _PACKAGE.parent / "conf")
 DATA_DIR = next((p for p in (_PACKAGE / "data", _PACKAGE.parent / "data") if p.is_dir()), _PACKAGE.parent / "data")
-
-
-class StrategyName(str, Enum):
-    ppo = "ppo"
-    random = "random"
-    evolution = "evolution"
-    tpe = "tpe"
 
 
 @dataclass
@@ -106,20 +100,46 @@ class FidelityConfig:
 @dataclass
 class Config:
     seed: int = 0  # seeds the strategy, data order and every candidate's initialisation
-    strategy: StrategyName = StrategyName.ppo
+    strategy: str = "ppo"  # a registered strategy (nas.strategies.STRATEGIES), chosen by the strategy= option
     budget: Optional[int] = 44  # distinct candidates evaluated at most (cached repeats are free)
     progress: bool = True  # show a progress bar
     task: TaskConfig = MISSING
     search_space: SearchSpaceConfig = MISSING
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)  # strategy=evolution
-    tpe: TPEConfig = field(default_factory=TPEConfig)  # strategy=tpe (needs Optuna)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # reward = metric, or metric traded against a cost
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # multi-fidelity training (off by default)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)  # candidates training at once (process pool or Ray)
     resume: Optional[str] = None  # an interrupted search's output directory: `nas resume=DIR` continues it with its own config
+    # The chosen strategy's settings sit under its name (ppo.*, tpe.*): config_schema(strategy) adds that one field.
+
+    @property
+    def strategy_settings(self) -> Any:
+        """The chosen strategy's settings (its settings dataclass, under the key of its name), or None: it has none."""
+        return getattr(self, self.strategy) if strategy_spec(self.strategy).settings is not None else None
+
+
+_SCHEMAS: dict[str, type] = {}
+
+
+def config_schema(strategy: str) -> type:
+    """The search's schema when ``strategy`` is chosen: Config plus that strategy's settings under the key of its name
+    (ppo.*, tpe.*), so a config carries only its own strategy's settings and another's key fails at compose time.
+    Stored as the Hydra option strategy/base_<name> (package _global_), which the option strategy/<name>.yaml extends."""
+    spec = strategy_spec(strategy)
+    if spec.settings is None:
+        return Config
+    schema = _SCHEMAS.get(spec.name)
+    if schema is None or schema.__dataclass_fields__[spec.name].type is not spec.settings:  # new, or re-registered
+        if spec.name in Config.__dataclass_fields__:
+            raise ValueError(f"strategy '{spec.name}': its settings would sit under the key '{spec.name}', which the search config already has")
+        name = f"Config_{spec.name}"
+        schema = dataclasses.make_dataclass(name, [("strategy", str, field(default=spec.name)),
+                                                   (spec.name, spec.settings, field(default_factory=spec.settings))], bases=(Config,))
+        schema.__module__ = __name__
+        setattr(sys.modules[__name__], name, schema)  # importable by name: a config pickles
+        _SCHEMAS[spec.name] = schema
+    return schema
 
 
 @dataclass
@@ -165,11 +185,11 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("nas_data"):
         OmegaConf.register_new_resolver("nas_data", shipped_data)
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
+    for name in STRATEGIES:  # strategy=<name> extends strategy/base_<name>: the search schema with its settings only
+        cs.store(group="strategy", name=f"base_{name}", node=config_schema(name), package="_global_")
     for name, spec in TASKS.items():  # task=<name> composes against its own schema: only its settings
         cs.store(group="task", name=f"base_{name}", node=spec.schema)
     cs.store(group="search_space", name="base_search_space", node=SearchSpaceConfig)
-    cs.store(group="ppo", name="base_ppo", node=PPOConfig)
     cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
     cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
     cs.store(name="base_final", node=FinalConfig)
@@ -184,15 +204,25 @@ FLAT_TASK_KEYS = frozenset({
 })
 
 
+# The strategy settings every saved config held until each strategy= option brought only its own: a saved config
+# holding all of them was written then, and the sections its strategy does not read are dropped, so it still resumes.
+FLAT_STRATEGY_SECTIONS = frozenset({"ppo", "evolution", "tpe"})
+
+
 def to_typed(cfg: Any, schema: type = Config) -> Any:
-    """Composed DictConfig -> Config (or ``schema``, e.g. FinalConfig), the task's settings typed by the schema its
-    task.name registered. Merging into the schema again rejects keys added with ``+group.key=...``, which Hydra
-    lets through and OmegaConf.to_object would silently drop."""
+    """Composed DictConfig -> Config (or ``schema``, e.g. FinalConfig): the schema of its strategy (config_schema),
+    the task's settings typed by the schema its task.name registered. Merging into the schema again rejects keys
+    added with ``+group.key=...``, which Hydra lets through and OmegaConf.to_object would silently drop."""
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(cfg, resolve=False)  # drops the flags that let the extra key in
+    if schema is Config:
+        strategy = str(plain.get("strategy", "ppo"))
+        schema = config_schema(strategy)
+        if FLAT_STRATEGY_SECTIONS <= plain.keys():
+            plain = {k: v for k, v in plain.items() if k not in FLAT_STRATEGY_SECTIONS or k == strategy}
     typed = OmegaConf.structured(schema)
-    task = plain.get("task") if schema is Config else None
+    task = plain.get("task") if issubclass(schema, Config) else None
     if isinstance(task, dict) and isinstance(task.get("name"), str):
         task_schema = task_spec(task["name"]).schema  # the task's own: only its settings are accepted
         typed.task = OmegaConf.structured(task_schema)
@@ -241,14 +271,16 @@ def run_id_of(reference: str) -> str | None:
 def check_settings(config: Config) -> None:
     """The settings checked without torch, transformers or data: a bad one is reported before those load."""
     config.trainer.validate()
-    {"ppo": config.ppo, "evolution": config.evolution, "tpe": config.tpe}.get(config.strategy.value, config.ppo).validate()
+    settings = config.strategy_settings
+    if settings is not None and hasattr(settings, "validate"):
+        settings.validate()
     config.objective.validate()
     config.fidelity.validate(config.trainer.max_steps)
     config.parallel.validate()
     config.tracking.validate()
     if config.budget is not None and config.budget < 1:
         raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
-    if config.budget is None and (config.strategy.value != "ppo" or config.ppo.iterations is None):
+    if config.budget is None and (config.strategy != "ppo" or config.ppo.iterations is None):
         raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
     config.task.validate()
 

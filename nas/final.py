@@ -386,7 +386,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     auto_class = auto_model(task_name).__name__
     card = model_card(
         register_as,
-        f"A `{family}` model ({num_parameters:,} parameters) whose architecture a `nas` {search_config.strategy.value} search found "
+        f"A `{family}` model ({num_parameters:,} parameters) whose architecture a `nas` {search_config.strategy} search found "
         f"(search {search.where}, MLflow run `{search.run_id}`; candidate {best.get('index')}, search reward {best['reward']:.4f}), "
         f"trained by `nas-final` for {trained.steps} steps, scored with the task's metric `{task_config.metric}`.",
         task_name, family, auto_class, architecture,

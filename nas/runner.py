@@ -51,7 +51,7 @@ def rounded(metrics: dict[str, float] | None, digits: int = 4) -> dict[str, floa
 
 def search_run_name(config: Config, sweep: SweepJob | None) -> str:
     """A name that tells searches apart in MLflow's runs table: what ran, then when (or which job of which sweep)."""
-    base = f"{config.strategy.value}-{config.task.name}-seed{config.seed}"
+    base = f"{config.strategy}-{config.task.name}-seed{config.seed}"
     if sweep is not None:
         return f"{base}-{Path(sweep.folder).name}-job{sweep.num}"
     return f"{base}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -61,7 +61,7 @@ def progress_total(config: Config) -> int | None:
     """The most candidates the search evaluates: the budget, or fewer when PPO's rounds (ppo.iterations) end it first:
     the initial architecture, then population_size new ones a round."""
     caps = [config.budget]
-    if config.strategy.value == "ppo" and config.ppo.iterations is not None:
+    if config.strategy == "ppo" and config.ppo.iterations is not None:
         caps.append(1 + config.ppo.iterations * config.ppo.population_size)
     return min((c for c in caps if c), default=None)
 
@@ -246,11 +246,10 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         corpus.check(objective_name)
     objective = CandidateObjective(task, config, corpus)
     space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
-    ppo = config.ppo
-    if ppo.init_from and config.strategy.value == "ppo":
-        ppo = dataclasses.replace(ppo, init_from=resolve_controller(ppo.init_from, config.tracking.uri))
-    strategy = make_strategy(config.strategy.value, space, seed=config.seed, ppo=ppo, initial=config.search_space.initial,
-                             evolution=config.evolution, tpe=config.tpe)
+    settings = config.strategy_settings
+    if config.strategy == "ppo" and settings.init_from:
+        settings = dataclasses.replace(settings, init_from=resolve_controller(settings.init_from, config.tracking.uri))
+    strategy = make_strategy(config.strategy, space, seed=config.seed, settings=settings, initial=config.search_space.initial)
     controller_path = output_dir / CONTROLLER_FILE
     checkpoint_path = output_dir / CHECKPOINT_FILE
     candidates_path = output_dir / "candidates.jsonl"
@@ -271,7 +270,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         task_config = config.task
         data = {"train": (task_config.train_file, task_config.train_size), "validation": (task_config.validation_file, task_config.val_size)}
         tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
-                             tags={"strategy": config.strategy.value, "task": task.name, "family": config.search_space.family,
+                             tags={"strategy": config.strategy, "task": task.name, "family": config.search_space.family,
                                    "output_dir": str(output_dir), **sweep_tags}, data=data)
         # What binds this folder to its run: a resume checks the store's run against it before logging anything.
         (output_dir / SEARCH_STATE_FILE).write_text(json.dumps({
@@ -281,7 +280,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         checkpoint_path.unlink(missing_ok=True)
     if hydra_dir is not None and not resuming:
         tracker.log_artifact(hydra_dir, ".hydra")
-    progress = tqdm(total=progress_total(config), desc=f"{config.strategy.value} search", unit="cand", disable=not config.progress)
+    progress = tqdm(total=progress_total(config), desc=f"{config.strategy} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
     run_ids: dict[int, str] = {}
     unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()

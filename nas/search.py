@@ -187,11 +187,14 @@ def search(
     tpe: TPEConfig | Mapping[str, Any] | None = None,
     workers: int = 1,
     direction: str = "maximize",
+    settings: Any = None,
 ) -> SearchResult:
     """Maximise (or, with ``direction="minimize"``, minimise) ``objective`` over ``space`` with ``budget`` distinct evaluations.
 
-    ``strategy`` is one of ``nas.STRATEGIES`` (ppo, random, evolution, tpe); ``ppo``, ``evolution``
-    and ``tpe`` hold that strategy's settings (a config or a dict of its fields). ``workers`` > 1
+    ``strategy`` is a registered strategy (``nas.STRATEGIES``: ppo, random, evolution, tpe, and any added with
+    ``nas.strategies.register_strategy``); ``settings`` holds its settings (its settings dataclass or a dict of its
+    fields; None: the defaults). ``ppo``, ``evolution`` and ``tpe`` are the same for the shipped strategy of that name
+    (``settings`` wins when both are given). ``workers`` > 1
     evaluates each batch in a local process pool (the objective must be picklable: a module-level
     function or object); the result is the same as with one worker.
 
@@ -201,11 +204,14 @@ def search(
     """
     space = as_space(space)
     check_direction(direction)
-    if isinstance(ppo, Mapping) and "iterations" not in ppo:
-        ppo = {**ppo, "iterations": None}
-    elif ppo is None:
-        ppo = PPOConfig(iterations=None)  # the budget, not a number of updates, ends a library search
-    chosen = make_strategy(strategy, space, seed=seed, ppo=ppo, initial=initial, evolution=evolution, tpe=tpe)
+    if settings is None:
+        settings = {"ppo": ppo, "evolution": evolution, "tpe": tpe}.get(strategy)
+    if strategy == "ppo":  # the budget, not a number of updates, ends a library search
+        if isinstance(settings, Mapping) and "iterations" not in settings:
+            settings = {**settings, "iterations": None}
+        elif settings is None:
+            settings = PPOConfig(iterations=None)
+    chosen = make_strategy(strategy, space, seed=seed, initial=initial, settings=settings)
     evaluator = make_evaluator(ParallelConfig(workers=workers), objective, threads=None)
     try:
         return run_loop(space, chosen, objective, budget, evaluator=evaluator, direction=direction)

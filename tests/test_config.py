@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
 from nas.config import CONF_DIR, Config
+from nas.strategies import STRATEGIES
 from nas.settings import EvolutionConfig, ObjectiveConfig, ParallelConfig, PPOConfig, TPEConfig, TrainerConfig
 from nas.tasks import TASKS
 
@@ -25,14 +26,16 @@ PAIRS = {"gpt2_small": "language_modeling", "vit_small": "image_classification"}
 @pytest.mark.parametrize("group, option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_and_converts_to_typed_objects(group, option):
     overrides = [f"{group}={option}"]
-    if group == "experiment_task":  # chosen by experiment and task together (conf/config.yaml), never on its own
-        experiment, task = option.split("_", 1)
-        overrides = [f"experiment={experiment}", f"task={task}"]
+    if group in ("experiment_task", "experiment_strategy"):  # chosen by experiment and task (strategy) together, never alone
+        experiment, other = option.split("_", 1)
+        overrides = [f"experiment={experiment}", f"{group.split('_')[1]}={other}"]
     if group == "search_space" and option in PAIRS:
         overrides.append(f"task={PAIRS[option]}")
     config = compose_config(overrides)
-    assert isinstance(config, Config)
-    assert isinstance(config.ppo, PPOConfig) and isinstance(config.trainer, TrainerConfig)
+    assert isinstance(config, Config) and isinstance(config.trainer, TrainerConfig)
+    settings = STRATEGIES[config.strategy].settings  # the chosen strategy's settings, and no other strategy's
+    assert type(config.strategy_settings) is (settings or type(None))
+    assert not any(hasattr(config, other) for other in STRATEGIES if other != config.strategy)
     assert Path(config.task.train_file).is_file()
 
 
@@ -57,10 +60,31 @@ def test_the_cli_and_the_library_use_the_same_ppo_defaults():
     assert dataclasses.asdict(result.strategy.config) == dataclasses.asdict(PPOConfig())
 
 
-@pytest.mark.parametrize("group, schema", [("trainer", TrainerConfig), ("evolution", EvolutionConfig), ("tpe", TPEConfig),
-                                           ("parallel", ParallelConfig), ("objective", ObjectiveConfig)])
+@pytest.mark.parametrize("group, schema", [("trainer", TrainerConfig), ("parallel", ParallelConfig), ("objective", ObjectiveConfig)])
 def test_the_cli_and_the_library_use_the_same_defaults(group, schema):
     assert dataclasses.asdict(getattr(compose_config(), group)) == dataclasses.asdict(schema())
+
+
+@pytest.mark.parametrize("name", [name for name, spec in STRATEGIES.items() if spec.settings])
+def test_every_strategy_option_holds_its_settings_defaults(name):
+    from nas import search
+
+    cli = compose_config([f"strategy={name}"]).strategy_settings
+    assert dataclasses.asdict(cli) == dataclasses.asdict(STRATEGIES[name].settings())
+    result = search({"x": [0, 1, 2]}, lambda a: a["x"], strategy=name, budget=2)  # nas.search builds the same settings
+    assert dataclasses.asdict(result.strategy.config) == dataclasses.asdict(cli)
+
+
+def test_a_strategys_settings_apply_only_with_it():
+    assert compose_config(["strategy=tpe", "tpe.n_startup_trials=5"]).tpe == TPEConfig(n_startup_trials=5)
+    assert compose_config(["strategy=evolution"]).evolution == EvolutionConfig()
+    assert compose_config(["ppo.gamma=0.9"]).ppo.gamma == 0.9  # the default strategy's
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["strategy=tpe", "ppo.gamma=0.9"])
+    assert "'ppo'" in str(err.value.__cause__)
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["strategy=tpe", "tpe.n_startup=5"])
+    assert "n_startup" in str(err.value.__cause__)
 
 
 def test_configs_load_and_are_checked_without_torch_transformers_or_mlflow():
@@ -78,13 +102,21 @@ def test_the_smoke_experiment_is_the_tests_tiny_settings():
     for task in TASK_SPACES:
         assert dataclasses.asdict(compose_config([*TINY, f"task={task}"])) == dataclasses.asdict(compose_config(
             [*tiny, f"task={task}", *(["task.vocab_size=300"] if hasattr(TASKS[task].schema, "vocab_size") else [])]))
+    # PPO's short rounds apply to PPO alone (conf/experiment_strategy/): smoke works with every strategy
+    for name in STRATEGIES:
+        if name != "ppo":
+            without_ppo = [o for o in tiny if not o.startswith("ppo.")]
+            assert dataclasses.asdict(compose_config([*TINY, f"strategy={name}"])) == dataclasses.asdict(compose_config(
+                [*without_ppo, f"strategy={name}", "task.vocab_size=300"]))
     later = compose_config(["experiment=smoke", "budget=9", "task=language_modeling"])  # the command line still wins
     assert (later.budget, later.task.name, later.trainer.max_steps) == (9, "language_modeling", 4)
 
 
 def test_overrides_apply():
-    c = compose_config(["ppo.iterations=10", "task=language_modeling", "search_space=gpt2_small", "strategy=random", "seed=7"])
-    assert (c.ppo.iterations, c.task.name, c.search_space.family, c.strategy.value, c.seed) == (10, "language_modeling", "gpt2", "random", 7)
+    c = compose_config(["ppo.iterations=10", "task=language_modeling", "search_space=gpt2_small", "seed=7"])
+    assert (c.ppo.iterations, c.task.name, c.search_space.family, c.strategy, c.seed) == (10, "language_modeling", "gpt2", "ppo", 7)
+    c = compose_config(["strategy=evolution", "evolution.sample_size=2", "task=language_modeling"])
+    assert (c.strategy, c.evolution.sample_size, c.task.name) == ("evolution", 2, "language_modeling")
 
 
 def test_unknown_key_fails_naming_it():
@@ -139,3 +171,22 @@ def test_a_config_saved_with_the_flat_task_schema_loads_with_its_tasks_settings_
     assert old.task == compose_config(["task=image_classification", "task.train_size=64", "task.val_size=32"]).task
     with pytest.raises(ConfigKeyError, match="vocab_size"):  # one foreign key alone is no old config: refused
         to_typed(OmegaConf.create({**saved, "task": {**saved["task"], "vocab_size": 300}}))
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES)[:4])
+def test_a_config_saved_with_every_strategys_settings_loads_with_its_own_only(name):
+    from omegaconf import OmegaConf
+
+    from nas.config import to_typed
+
+    # a run folder's .hydra/config.yaml, saved when ppo, evolution and tpe were always-present sections
+    saved = OmegaConf.to_container(OmegaConf.structured(compose_config()))
+    flat = {**saved, "strategy": name, "ppo": saved["ppo"], "evolution": {"population_size": 12, "sample_size": 3},
+            "tpe": {"n_startup_trials": 7, "multivariate": True, "n_ei_candidates": 24, "max_retries": 50}}
+    old = to_typed(OmegaConf.create(flat))
+    own = {k: v for k, v in saved.items() if k != "ppo"}
+    own.update({"strategy": name, **({name: flat[name]} if name != "random" else {})})
+    assert old.strategy == name and dataclasses.asdict(old) == dataclasses.asdict(to_typed(OmegaConf.create(own)))
+    assert not any(hasattr(old, other) for other in ("ppo", "evolution", "tpe") if other != name)
+    with pytest.raises(ConfigKeyError, match="tpe"):  # one foreign section alone is no old config: refused
+        to_typed(OmegaConf.create({**saved, "tpe": flat["tpe"]}))

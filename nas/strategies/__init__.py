@@ -1,42 +1,59 @@
-"""Search strategies behind one ask/tell interface."""
+"""Search strategies behind one ask/tell interface, found by name in STRATEGIES (nas/strategies/spec.py).
+
+Importing this package loads no torch or Optuna: each spec's ``load`` imports its class on first use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import is_dataclass
 from typing import Any
 
 from nas.settings import EvolutionConfig, PPOConfig, TPEConfig
 from nas.space import Architecture, SearchSpace
 from nas.strategies.base import Proposal, Strategy, UnseenSampler
+from nas.strategies.spec import STRATEGIES, StrategySpec, register_strategy, strategy_spec
 
-STRATEGIES = ("ppo", "random", "evolution", "tpe")
+
+def _ppo() -> type:
+    from nas.strategies.ppo import PPOStrategy  # torch
+
+    return PPOStrategy
+
+
+def _random() -> type:
+    from nas.strategies.random import RandomStrategy
+
+    return RandomStrategy
+
+
+def _evolution() -> type:
+    from nas.strategies.evolution import EvolutionStrategy
+
+    return EvolutionStrategy
+
+
+def _tpe() -> type:
+    from nas.strategies.tpe import TPEStrategy  # Optuna
+
+    return TPEStrategy
+
+
+for _spec in (StrategySpec("ppo", PPOConfig, _ppo), StrategySpec("random", None, _random),
+              StrategySpec("evolution", EvolutionConfig, _evolution), StrategySpec("tpe", TPEConfig, _tpe)):
+    register_strategy(_spec)
+
 _CLASS_NAMES = {"PPOStrategy": "ppo", "RandomStrategy": "random", "EvolutionStrategy": "evolution", "TPEStrategy": "tpe"}
 
 
 def strategy_class(name: str) -> type:
     """The strategy's class, its module imported on first use: PPO's needs torch, TPE's Optuna."""
-    if name == "ppo":
-        from nas.strategies.ppo import PPOStrategy as cls
-    elif name == "random":
-        from nas.strategies.random import RandomStrategy as cls
-    elif name == "evolution":
-        from nas.strategies.evolution import EvolutionStrategy as cls
-    elif name == "tpe":
-        from nas.strategies.tpe import TPEStrategy as cls
-    else:
-        raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}")
-    return cls
+    return strategy_spec(name).load()
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the classes load on first use
     if name in _CLASS_NAMES:
         return strategy_class(_CLASS_NAMES[name])
     raise AttributeError(f"module 'nas.strategies' has no attribute {name!r}")
-
-
-def _config(kind: type, value: Any) -> Any:
-    return value if is_dataclass(value) else kind(**(value or {}))
 
 
 def make_strategy(
@@ -47,17 +64,18 @@ def make_strategy(
     initial: Architecture | None = None,
     evolution: EvolutionConfig | Mapping[str, Any] | None = None,
     tpe: TPEConfig | Mapping[str, Any] | None = None,
+    settings: Any = None,
 ) -> Strategy:
-    """The strategy ``name`` with its settings; every strategy proposes ``initial`` first when given."""
-    settings = {"ppo": (PPOConfig, ppo), "evolution": (EvolutionConfig, evolution), "tpe": (TPEConfig, tpe)}
-    strategy = strategy_class(name)
-    if name in settings:
-        kind, value = settings[name]
-        return strategy(space, _config(kind, value), seed=seed, initial=initial)
-    return strategy(space, seed=seed, initial=initial)
+    """The registered strategy ``name`` with its ``settings`` (its settings dataclass or a dict of its fields; None:
+    the defaults); every strategy proposes ``initial`` first when given. ``ppo``, ``evolution`` and ``tpe`` are the
+    older way to pass a shipped strategy's settings: each is used only by the strategy of that name."""
+    if settings is None:
+        settings = {"ppo": ppo, "evolution": evolution, "tpe": tpe}.get(name)
+    return strategy_spec(name).build(space, settings, seed=seed, initial=initial)
 
 
 __all__ = [
     "STRATEGIES", "EvolutionConfig", "EvolutionStrategy", "PPOConfig", "PPOStrategy", "Proposal", "RandomStrategy",
-    "Strategy", "TPEConfig", "TPEStrategy", "UnseenSampler", "make_strategy",
+    "Strategy", "StrategySpec", "TPEConfig", "TPEStrategy", "UnseenSampler", "make_strategy", "register_strategy",
+    "strategy_spec",
 ]

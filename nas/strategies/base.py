@@ -23,7 +23,8 @@ class Proposal:
 
 class Strategy(Protocol):
     name: str
-    # One dict of diagnostics per finished iteration (a PPO update, say); the loop logs new entries.
+    # One dict of diagnostics per finished iteration (a PPO update, say): {"iteration": its number from 0, "<name>/<stat>": value,
+    # ...}; the runner logs new entries as metrics at that step.
     iteration_stats: list[dict[str, Any]]
 
     def ask(self) -> Proposal | None:
