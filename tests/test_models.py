@@ -13,7 +13,10 @@ from nas.space import SpaceError
 SPACES = sorted((Path(CONF_DIR) / "search_space").glob("*.yaml"))
 TASK_FIELDS = {"vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3, "num_labels": 3}
 TASKS = {"bert": ["text_classification"], "gpt2": ["text_classification", "language_modeling"], "vit": ["image_classification"],
-         "t5": ["translation"], "bart": ["translation"], "marian": ["translation"], "audio-spectrogram-transformer": ["audio_classification"]}
+         "t5": ["translation"], "bart": ["translation"], "marian": ["translation"], "audio-spectrogram-transformer": ["audio_classification"],
+         # generic families (any transformers model type): the tasks whose Auto class has a head for them
+         "roberta": ["text_classification"], "distilbert": ["text_classification"], "deberta-v2": ["text_classification"],
+         "llama": ["text_classification", "language_modeling"], "qwen2": ["text_classification", "language_modeling"]}
 IMAGE_FIELDS = {"image_size": 28, "num_channels": 1, "num_labels": 10}
 SEQ2SEQ_FIELDS = {"vocab_size": 500, "decoder_vocab_size": 500, "max_position_embeddings": 48, "pad_token_id": 1,
                   "eos_token_id": 0, "decoder_start_token_id": 1, "forced_eos_token_id": None}
