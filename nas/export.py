@@ -30,7 +30,9 @@ def fitted_preprocessor(preprocessor: Any, config: PretrainedConfig) -> Any:
     feature extractor pads or cuts to the model's ``max_length`` frames."""
     fitted = copy.deepcopy(preprocessor)  # the task keeps encoding its splits as it did
     if isinstance(fitted, PreTrainedTokenizerBase):
-        positions = getattr(config, "max_position_embeddings", None)  # GPT-2's n_positions through its attribute_map
+        from nas.models import model_positions  # GPT-2's n_positions; RoBERTa's, less the ones it skips
+
+        positions = model_positions(config)
         if positions:
             fitted.model_max_length = int(positions)
     elif isinstance(fitted, BaseImageProcessor):

@@ -246,6 +246,17 @@ def build_config(model_type: str, architecture: Mapping[str, Any], fixed: Mappin
     return AutoConfig.for_model(model_type, **fields)
 
 
+def model_positions(config: PretrainedConfig) -> int | None:
+    """How many tokens the model embeds (its tokenizer's model_max_length): max_position_embeddings (GPT-2's
+    n_positions), less the pad_token_id + 1 positions a RoBERTa-style family skips; None when it has no such limit."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions < 1:
+        return None
+    if config.model_type in POSITIONS_AFTER_PADDING:
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
+
+
 def build_model(config: PretrainedConfig, task: str) -> torch.nn.Module:
     return auto_model(task).from_config(config)
 

@@ -92,3 +92,21 @@ def test_roberta_embeds_a_full_length_input():
                           TEXT_FIELDS)
     model = build_model(config, "text_classification")
     assert model(input_ids=torch.randint(3, 300, (2, 48))).logits.shape == (2, 2)
+
+
+def test_a_saved_roberta_tokenizer_cuts_inputs_to_what_the_model_embeds():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from nas.export import fitted_preprocessor
+
+    backend = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "a": 2}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]")
+    config = build_config("roberta", {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64},
+                          TEXT_FIELDS)
+    fitted = fitted_preprocessor(tokenizer, config)
+    assert fitted.model_max_length == 48  # the task's positions, not the 48 + pad_token_id + 1 embeddings
+    ids = fitted(["a " * 100], truncation=True, return_tensors="pt")["input_ids"]
+    model = build_model(config, "text_classification").eval()
+    assert ids.shape == (1, 48) and model(input_ids=ids).logits.shape == (1, 2)
