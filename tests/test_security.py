@@ -5,7 +5,7 @@
 - ``_target_`` instantiation only for classes in the project's own config groups. How that is ensured:
   nas/ never instantiates from a config (no ``hydra.utils.instantiate/call/get_class/get_method``, no
   ``importlib.import_module`` / ``__import__``); tasks, strategies and model families are chosen by name from
-  fixed tables (``nas.tasks.TASKS``, ``nas.strategies.make_strategy``, ``nas.models.FAMILIES``); the YAML
+  registries (``nas.tasks.TASKS``, ``nas.strategies.STRATEGIES``, ``nas.models.FAMILIES``); the YAML
   under conf/ holds no ``_target_`` (one would have to name a ``nas.`` class); and every composed or loaded
   config is merged into the dataclass schemas (``nas.config.to_typed``), which refuse a ``_target_`` key.
 - The Docker image runs as a non-root user: tests/test_docker.py::test_the_image_runs_as_a_user_that_is_not_root
