@@ -42,12 +42,13 @@ def test_help_names_the_commands_and_their_groups(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("nas: neural-architecture search") and "powered by Hydra" not in out
     assert "  task: audio_classification, image_classification" in out and "base_" not in out.split("== Settings")[0]
+    assert "  strategy: evolution, ppo, random, tpe" in out  # a group now, each option with its own settings
     with _exit_ok():  # Hydra may end --help with exit 0
         run_cli(monkeypatch, "--help")
     out = capsys.readouterr().out
     groups = out.split("== Groups (group=option) ==")[1].split("==")[0]
     assert out.startswith("nas-final: train a finished search's best architecture") and "powered by Hydra" not in out
-    assert groups.strip() == "trainer: default, final, pretrain_finetune, tiny"  # not task, search_space, ppo... it ignores
+    assert groups.strip() == "trainer: default, final, pretrain_finetune, tiny"  # not task, search_space, strategy... it ignores
 
 
 class _exit_ok:
