@@ -22,14 +22,16 @@ def children(uri):
 
 @pytest.mark.parametrize("strategy", ["evolution", "tpe"])  # ppo and random: tests/test_e2e.py
 def test_every_strategy_runs_from_the_command_line_config(tmp_path, sqlite_uri, strategy):
-    config = compose_config([*TINY, "budget=4", f"strategy={strategy}", "evolution.population_size=2", "evolution.sample_size=2",
-                             "tpe.n_startup_trials=2", f"tracking.uri={sqlite_uri}"])
+    own = {"evolution": ["evolution.population_size=2", "evolution.sample_size=2"], "tpe": ["tpe.n_startup_trials=2"]}[strategy]
+    config = compose_config([*TINY, "budget=4", f"strategy={strategy}", *own, f"tracking.uri={sqlite_uri}"])
     result = run_search(config, tmp_path)
     assert len(result.history) == 4 and len({e.key for e in result.history}) == 4
     assert result.history[0].architecture == config.search_space.initial  # every strategy starts from the initial architecture
     client, runs = children(sqlite_uri)
     parent = [r for r in client.search_runs([client.get_experiment_by_name("nas").experiment_id]) if r.data.tags.get("strategy")]
-    assert parent[0].data.tags["strategy"] == strategy and parent[0].data.params["evolution.sample_size"] == "2"
+    params = parent[0].data.params
+    assert parent[0].data.tags["strategy"] == strategy and all(params[k] == "2" for k in (o.split("=")[0] for o in own))
+    assert {k.split(".")[0] for k in params} & {"ppo", "evolution", "tpe"} == {strategy}  # its settings, no other strategy's
 
 
 def test_multi_fidelity_stops_unpromising_candidates_and_logs_each_fidelity(tmp_path, sqlite_uri):
