@@ -186,7 +186,9 @@ CASES = [
     ("misspelled key added with +", ["+trainer.learning_rat=0.1"],
      r"Key 'learning_rat' not in 'TrainerConfig'\s+full_key: trainer\.learning_rat"),
     ("wrong type", ["ppo.horizon=three"], r"ppo\.horizon=three\s+Value 'three' of type 'str' could not be converted to Integer"),
-    ("unknown strategy", ["strategy=grid"], r"strategy=grid\s+Invalid value 'grid', expected one of \[ppo, random, evolution, tpe\]"),
+    ("unknown strategy", ["strategy=grid"], r"Could not find 'strategy/grid'"),
+    ("another strategy's setting", ["strategy=tpe", "ppo.gamma=0.9"], r"Could not override 'ppo\.gamma'[\s\S]*Key 'ppo' not in"),
+    ("another strategy's setting added with +", ["strategy=random", "+tpe.multivariate=false"], r"Key 'tpe' not in 'Config'"),
     ("missing shipped data", ["task.train_file=${{nas_data:nope/train.csv}}"], r"shipped data file 'nope/train\.csv' not found"),
     # settings out of range (validate_config)
     ("negative population", ["ppo.population_size=-1"], r"ppo\.population_size must be >= 1, got -1"),
