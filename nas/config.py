@@ -305,3 +305,14 @@ def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
     config = to_typed(raw)
     config.resume = str(run_dir)
     return config
+
+
+def __getattr__(name: str) -> type:
+    """PEP 562: a strategy's schema by its name (Config_<strategy>), made on first use, so a config pickled in one
+    process (a worker pool, a Hydra launcher's job) loads in another."""
+    if name.startswith("Config_"):
+        try:
+            return config_schema(name.removeprefix("Config_"))
+        except ValueError:
+            pass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

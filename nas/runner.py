@@ -249,6 +249,8 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
     settings = config.strategy_settings
     if config.strategy == "ppo" and settings.init_from:
         settings = dataclasses.replace(settings, init_from=resolve_controller(settings.init_from, config.tracking.uri))
+    if config.trainer.num_threads:  # as training sets it: a replay (which trains nothing) then runs PPO's math alike
+        torch.set_num_threads(config.trainer.num_threads)
     strategy = make_strategy(config.strategy, space, seed=config.seed, settings=settings, initial=config.search_space.initial)
     controller_path = output_dir / CONTROLLER_FILE
     checkpoint_path = output_dir / CHECKPOINT_FILE
