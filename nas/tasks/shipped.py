@@ -123,8 +123,11 @@ def _image_classification(config: ImageClassificationConfig, tokenizer_texts: Se
 def _audio_classification(config: AudioClassificationConfig, tokenizer_texts: Sequence[str], with_test: bool):
     from nas.tasks.audio_classification import AudioClassificationTask
 
-    # nas-final reports the extra sets with the test split; a search with the validation split
-    return AudioClassificationTask(**config.as_kwargs(with_test), test_files_split="test" if with_test else "validation")
+    # The extra sets are test sets: nas-final reports them with the test split; a search never reads them.
+    kwargs = config.as_kwargs(with_test)
+    if not with_test:
+        kwargs["test_files"] = {}
+    return AudioClassificationTask(**kwargs, test_files_split="test" if with_test else "validation")
 
 
 CLASSIFICATION = {"accuracy": True, "macro_f1": True}
