@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,20 @@ def compose_config(overrides: list[str] = ()) -> Config:
 @pytest.fixture
 def sqlite_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+_DEFAULT_TORCH_THREADS: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """A search run in this process sets torch's thread count (trainer.num_threads), and PPO's sums depend on it: the
+    next test (a resume replaying a search made in a subprocess, say) starts again from torch's default."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if not _DEFAULT_TORCH_THREADS:  # torch's default in a fresh process, as the tests' subprocesses get it
+        fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, check=True)
+        _DEFAULT_TORCH_THREADS.append(int(fresh.stdout))
+    torch.set_num_threads(_DEFAULT_TORCH_THREADS[0])
