@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,7 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         tracker.log_artifact(hydra_dir, ".hydra")
     progress = tqdm(total=progress_total(config), desc=f"{config.strategy} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
-    run_ids: dict[int, str] = {}
+    run_ids: dict[int, Future[str]] = {}  # candidate index -> its child run's id, being created in the background
     unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()
 
     def seen(e: Evaluation) -> None:
@@ -302,7 +303,9 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         run_ids[index] = tracker.start_candidate(index, architecture_key(a), a, proposal.iteration, proposal.episode, proposal.step)
 
     def on_evaluation(e: Evaluation) -> None:
-        run_id = run_ids.pop(e.index)
+        # A run that could not be created (StoreUnavailable) stops the search before the candidate is recorded:
+        # a resume trains it again, as when the store is found gone before the candidate starts.
+        run_id = run_ids.pop(e.index).result()
         append_record(candidates_path, candidate_record(e, run_id))  # first: on disk whatever happens to MLflow
         seen(e)
         try:

@@ -3,8 +3,9 @@
 With nas/registry.py (the final model), the only module that imports mlflow. It uses MlflowClient
 with explicit run ids, so nothing depends on mlflow's global "active run" state. A candidate's run
 is created when it is handed to a worker (RUNNING while it trains; its id goes into
-candidates.jsonl); its metrics, config and status are written by one background thread, in order,
-while the next candidate trains. ``flush`` (called by ``end_search``) waits for
+candidates.jsonl); that run's creation, and later its metrics, config and status, are written by one
+background thread, in order, while candidates train: the search waits for none of it (the run id is
+first needed when the candidate's record is written). ``flush`` (called by ``end_search``) waits for
 them and raises the first logging error.
 
 Several searches may share one sqlite file (a Hydra multirun with the joblib launcher): the file's
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Any
 
@@ -340,11 +342,15 @@ class Tracker:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nas-mlflow")  # one thread keeps writes in order
         self._pending: list[Future] = []
 
-    def _in_background(self, fn: Callable, *args: Any) -> None:
+    def _in_background(self, fn: Callable, *args: Any) -> Future:
         self._raise_failures(wait=False)  # a store that stopped working fails the search at the next candidate
-        self._pending.append(self._writer.submit(fn, *args))
+        future = self._writer.submit(fn, *args)
+        self._pending.append(future)
+        return future
 
     def _raise_failures(self, wait: bool) -> None:
+        if wait:  # every job first: a run still being created must exist before anyone looks for unfinished runs
+            futures_wait(self._pending)
         for future in [f for f in self._pending if wait or f.done()]:
             self._pending.remove(future)
             future.result()  # re-raises the logging error
@@ -377,20 +383,32 @@ class Tracker:
         elif path.exists():
             self.client.log_artifact(self.parent_id, str(path), artifact_path)
 
-    def start_candidate(self, index: int, key: str, architecture: Mapping[str, Any], iteration: int, episode: int, step: int) -> str:
-        """A nested child run for a candidate handed to a worker (RUNNING until ``finish_candidate``); returns its id."""
+    def start_candidate(self, index: int, key: str, architecture: Mapping[str, Any], iteration: int, episode: int,
+                        step: int) -> Future[str]:
+        """A nested child run for a candidate handed to a worker (RUNNING until ``finish_candidate``), created in the
+        background while the candidate trains; returns the future of its id. A store already given up on
+        (StoreUnavailable) raises here, before another candidate trains."""
+        if self.unavailable is not None:
+            raise self.unavailable
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, "iteration": str(iteration), "episode": str(episode), "step": str(step),
                 "architecture_hash": key, "candidate_index": str(index)}
-        run = self.client.create_run(self.experiment_id, run_name=f"candidate-{index:03d}-{key}", tags=tags)
-        run_id = run.info.run_id
-        self._in_background(self._log, run_id, (), [Param(k, str(v)) for k, v in architecture.items()])
+        params = [Param(k, str(v)) for k, v in architecture.items()]
+        return self._in_background(self._create_candidate_run, f"candidate-{index:03d}-{key}", tags, params, _now())
+
+    def _create_candidate_run(self, run_name: str, tags: dict[str, str], params: list[Param], start_time: int) -> str:
+        # start_time: when the candidate was handed over, not when this thread got to it
+        run_id = self.client.create_run(self.experiment_id, start_time=start_time, run_name=run_name, tags=tags).info.run_id
+        self._log(run_id, (), params)
         return run_id
 
-    def finish_candidate(self, run_id: str, evaluation: Evaluation, hf_config_json: str | None) -> None:
-        """The candidate's metrics, config and status, written in the background."""
+    def finish_candidate(self, run_id: str | Future[str], evaluation: Evaluation, hf_config_json: str | None) -> None:
+        """The candidate's metrics, config and status, written in the background (``run_id``: an id, or
+        ``start_candidate``'s future of one)."""
         self._in_background(self._log_candidate_body, run_id, evaluation, hf_config_json)
 
-    def _log_candidate_body(self, run_id: str, e: Evaluation, hf_config_json: str | None) -> None:
+    def _log_candidate_body(self, run_id: str | Future[str], e: Evaluation, hf_config_json: str | None) -> None:
+        if isinstance(run_id, Future):  # created by an earlier job of this thread: done by now
+            run_id = run_id.result()
         ts = _now()
         info = e.info
         # Validation metrics at the training step they were measured (several steps under multi-fidelity), named as
