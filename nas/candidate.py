@@ -6,9 +6,12 @@ candidates load only what training needs.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import random
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,9 +23,13 @@ from nas.models import build_config, build_model, build_pretraining_model, param
 from nas.objectives import measure_latency
 from nas.pretrain import PretrainingCorpus, transfer_body
 from nas.search import Evaluation, Outcome
-from nas.space import Architecture
+from nas.space import Architecture, architecture_key
 from nas.tasks import Task
-from nas.train import fit, resolve_device, train_and_evaluate
+from nas.tasks.base import LocalCache
+from nas.train import RecordedBatches, fit, resolve_device, train_and_evaluate
+
+
+CONFIGS_KEPT = 64  # HF configs CandidateObjective keeps, the latest architectures
 
 
 def seed_everything(seed: int) -> None:
@@ -41,6 +48,12 @@ def candidate_seed(seed: int, architecture: Architecture) -> int:
     return (seed * 1_000_003 + arch_seed) % 2**63
 
 
+def seeded_stream(train_batches: Callable[[int, torch.Generator], Iterator[dict[str, torch.Tensor]]], batch_size: int,
+                  seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    """A task's training stream in the order ``seed`` gives (a fresh generator each call: the same batches each time)."""
+    return train_batches(batch_size, torch.Generator().manual_seed(seed))
+
+
 class CandidateObjective:
     """Builds, trains and scores one architecture. The metric depends only on (seed, architecture)."""
 
@@ -54,6 +67,13 @@ class CandidateObjective:
         self.fidelity = config.fidelity
         self.checkpoint_rewards: dict[int, list[float]] = {}  # multi-fidelity: rewards recorded at each checkpoint step
         self.peers: dict[int, list[float]] = {}  # those of earlier batches: what this batch's hurdles compare against
+        self._configs = LocalCache()  # architecture key -> its HF config (hf_config)
+        device = config.trainer.device
+        # Every candidate trains on the same batches (the search seed's data order): made once, replayed to each.
+        self.train_batches = RecordedBatches(functools.partial(seeded_stream, task.train_batches, config.trainer.batch_size, config.seed),
+                                             device) if getattr(task, "seeded_batches", False) else None
+        self.pretrain_batches = {objective: RecordedBatches(functools.partial(corpus.batches, objective, seed=config.seed), device)
+                                 for objective in ("mlm", "clm")} if corpus is not None else {}
 
     # The hurdles of a batch compare against candidates of earlier batches only, so a candidate's fate
     # does not depend on which of its batch-mates happened to finish first (see nas.evaluators).
@@ -70,7 +90,14 @@ class CandidateObjective:
                 self.checkpoint_rewards.setdefault(int(step), []).append(self.task.reward(metrics))
 
     def hf_config(self, architecture: Architecture):
-        return build_config(self.model_type, architecture, self.fixed)
+        """The architecture's HF config, built once (the candidate's training, its MLflow config.json and best/ all ask);
+        each caller gets its own copy, since building a model writes into its config."""
+        key = architecture_key(architecture)
+        if key not in self._configs:
+            if len(self._configs) >= CONFIGS_KEPT:
+                del self._configs[next(iter(self._configs))]  # the oldest: its candidate is recorded by now
+            self._configs[key] = build_config(self.model_type, architecture, self.fixed)
+        return copy.deepcopy(self._configs[key])
 
     def __call__(self, architecture: Architecture) -> Outcome:
         hf_config = self.hf_config(architecture)
@@ -90,7 +117,8 @@ class CandidateObjective:
             else:
                 model = build_model(hf_config, self.task.name)
             trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
-                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None)
+                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None,
+                                         batches=self.train_batches)
         except Exception as exc:  # recorded as a failed candidate; the search goes on
             return Outcome(None, "failed", describe_failure(exc), info)
         metric_reward = self.task.reward(trained.metrics)
@@ -110,7 +138,7 @@ class CandidateObjective:
         trainer = self.config.trainer
         objective, pretrained = build_pretraining_model(hf_config)
         pretrained.to(resolve_device(trainer.device))
-        batches = self.corpus.batches(objective, seed=self.config.seed)
+        batches = iter(self.pretrain_batches[objective])
         losses, seconds = fit(pretrained, batches, trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
         info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
         model = build_model(hf_config, self.task.name)

@@ -6,10 +6,11 @@ of steps, where Trainer's per-run set-up would cost more than the training itsel
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -56,6 +57,56 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# A search keeps at most this many bytes of recorded training batches per stream (RecordedBatches); a longer stream
+# is made afresh for each candidate past that point.
+MAX_RECORDED_BYTES = 256 * 2**20
+
+
+class RecordedBatches:
+    """A batch stream made once and replayed: every candidate of a search trains on the same batches (the data order
+    is the search seed's), so they are collated and moved to ``device`` once per search, not at every step of every
+    candidate. ``make`` returns the stream afresh (the same batches each time); iterate for a stream from its start.
+
+    Only for streams that depend on nothing but their own seed (no global random state); the tensors handed out are
+    shared by every candidate, so a model must not change its inputs in place (no transformers model does)."""
+
+    def __init__(self, make: Callable[[], Iterator[dict[str, torch.Tensor]]], device: str | torch.device,
+                 max_bytes: int = MAX_RECORDED_BYTES):
+        self._make, self._device, self._max_bytes = make, device, max_bytes
+        self._batches: list[dict[str, torch.Tensor]] = []
+        self._bytes = 0
+        self._source: Iterator[dict[str, torch.Tensor]] | None = None  # has made exactly the batches recorded so far
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for index in itertools.count():
+            if index < len(self._batches):
+                yield self._batches[index]
+            elif self._bytes >= self._max_bytes:  # full: the rest of the stream from a fresh one, as without a record
+                yield from itertools.islice(self._make(), index, None)
+                return
+            else:
+                if self._source is None:
+                    self._source = self._make()
+                device = resolve_device(self._device) if isinstance(self._device, str) else self._device
+                batch = {k: v.to(device) for k, v in next(self._source).items()}
+                self._batches.append(batch)
+                self._bytes += sum(v.nbytes for v in batch.values())
+                yield batch
+
+    def __reduce__(self):  # a copy sent to a worker process records its own (on its device), starting empty
+        return (RecordedBatches, (self._make, self._device, self._max_bytes))
+
+
+def finite_losses(window: list[torch.Tensor], last_step: int) -> list[float]:
+    """The losses of steps ``last_step - len(window) + 1`` to ``last_step``, fetched from the device in one sync;
+    FloatingPointError at the first that is not finite (fit checks at its sync points, not at every step)."""
+    values = torch.stack(window).tolist()
+    for step, value in enumerate(values, last_step - len(values) + 1):
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at step {step}")
+    return values
+
+
 def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], steps: int, learning_rate: float,
         config: TrainerConfig, checkpoints: Sequence[int] = (),
         on_checkpoint: Callable[[int], bool] | None = None,
@@ -71,7 +122,9 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
     the search's bar (position 1, cleared when done), for trainings of PROGRESS_MIN_STEPS steps or
     more, once they have run PROGRESS_DELAY_S seconds; it shows the last logged loss. Never in a
     child process (a parallel evaluator's worker).
-    Raises FloatingPointError when the loss stops being finite (the candidate is then recorded as failed).
+    Raises FloatingPointError naming the first step whose loss is not finite (the candidate is then recorded as
+    failed); the losses are checked where fit reads them anyway (every log_every steps, before a checkpoint, at the
+    end), so a step waits for the device only there.
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -87,26 +140,30 @@ def fit(model: torch.nn.Module, batches: Iterator[dict[str, torch.Tensor]], step
     model.train()
     start, paused, data_seconds = time.perf_counter(), 0.0, 0.0
     checkpoints = set(checkpoints)
+    window: list[torch.Tensor] = []  # the losses since the last check, still on the device
     try:
         for step in range(1, steps + 1):
             fetch = time.perf_counter()
             batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
             data_seconds += time.perf_counter() - fetch
             loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+            window.append(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             if step % config.log_every == 0 or step == steps:
-                losses.append((step, loss.item()))
+                losses.append((step, finite_losses(window, step)[-1]))
+                window.clear()
                 if bar is not None:
                     bar.set_postfix(loss=f"{losses[-1][1]:.4g}", refresh=False)
             if bar is not None and (step % every == 0 or step == steps):
                 bar.update(step - bar.n)
             if step in checkpoints and step < steps and on_checkpoint is not None:
+                if window:  # a diverged model is not evaluated
+                    finite_losses(window, step)
+                    window.clear()
                 pause = time.perf_counter()
                 go_on = on_checkpoint(step)
                 model.train()
@@ -132,14 +189,16 @@ def evaluate(model: torch.nn.Module, task: Task, batch_size: int, split: str = "
 
 
 def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig, data_seed: int,
-                       checkpoints: Sequence[int] = (), keep_training: Callable[[int, dict[str, float]], bool] | None = None) -> TrainResult:
+                       checkpoints: Sequence[int] = (), keep_training: Callable[[int, dict[str, float]], bool] | None = None,
+                       batches: Iterable[dict[str, torch.Tensor]] | None = None) -> TrainResult:
     """Train ``model`` on the task's training subset, then compute the task's validation metrics.
 
+    ``batches``: the task's training stream for ``data_seed`` made beforehand (a RecordedBatches); default: made here.
     Multi-fidelity: the model is also evaluated at each step in ``checkpoints``, and training stops
     there when ``keep_training(step, metrics)`` says so; ``metrics`` are then that checkpoint's.
     """
     model.to(resolve_device(config.device))
-    batches = task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
+    batches = iter(batches) if batches is not None else task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
     result = TrainResult({})
     stopped = []
 

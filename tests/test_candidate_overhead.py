@@ -67,3 +67,111 @@ def test_flush_waits_for_a_run_still_being_created(tmp_path, sqlite_uri):
     tracker.mark_killed(run.result())
     tracker.end_search("KILLED")
     assert MlflowClient(sqlite_uri).get_run(run.result()).info.status == "KILLED"
+
+
+# -- training batches made once per search, evaluation metrics on tensors ------------------------------------------
+
+
+def tiny_text_task():
+    from nas.tasks import make_task
+
+    from .conftest import compose_config
+
+    return make_task(compose_config(["experiment=smoke"]).task)
+
+
+def test_recorded_batches_replay_the_live_stream_to_every_candidate():
+    import functools
+    import itertools
+    import pickle
+
+    import torch
+
+    from nas.candidate import seeded_stream
+    from nas.train import RecordedBatches
+
+    task = tiny_text_task()
+    live = list(itertools.islice(seeded_stream(task.train_batches, 8, 0), 30))
+    recorded = RecordedBatches(functools.partial(seeded_stream, task.train_batches, 8, 0), "cpu")
+    first = list(itertools.islice(recorded, 12))  # a candidate stopped early (multi-fidelity): the next one goes further
+    second = list(itertools.islice(recorded, 30))
+    for batches in (first, second):
+        assert all(b.keys() == a.keys() and all(torch.equal(b[k], a[k]) for k in a) for a, b in zip(live, batches))
+    assert all(a is b for a, b in zip(first, second))  # made once, handed to each
+    # Past its byte budget a record stops growing; the stream goes on, the same batches, made afresh.
+    small = RecordedBatches(functools.partial(seeded_stream, task.train_batches, 8, 0), "cpu", max_bytes=1)
+    for _ in range(2):
+        assert all(torch.equal(b[k], a[k]) for a, b in zip(live, itertools.islice(small, 30)) for k in a)
+    assert len(small._batches) == 1
+    copy = pickle.loads(pickle.dumps(recorded))  # what a worker process gets: the recipe, not the tensors
+    assert copy._batches == [] and all(torch.equal(b[k], a[k]) for a, b in zip(live, itertools.islice(copy, 30)) for k in a)
+
+
+def test_classification_metrics_are_scikit_learns_to_the_last_bit():
+    import warnings
+
+    import numpy as np
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from nas.tasks.base import classification_metrics
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        classes, n = int(rng.integers(2, 12)), int(rng.integers(1, 600))
+        y_true = rng.integers(0, rng.integers(1, classes + 1), n)  # some classes absent from one side or both
+        y_pred = np.where(rng.random(n) < rng.random(), y_true, rng.integers(0, rng.integers(1, classes + 1), n))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn warns of classes never predicted
+            expected = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+        assert classification_metrics(torch.from_numpy(y_true), torch.from_numpy(y_pred), classes) == expected
+
+
+def test_evaluation_reuses_its_batches_and_scores_as_before():
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from nas.models import build_config, build_model
+
+    task = tiny_text_task()
+    torch.manual_seed(0)
+    model = build_model(build_config("bert", {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
+                                              "intermediate_size": 64}, task.config_fields()), task.name).eval()
+    with torch.no_grad():
+        metrics = task.evaluate(model, 10)
+        again = task.evaluate(model, 10)
+        # what evaluation computed before: the batches made each time, scikit-learn's metrics on the predictions
+        n = len(task.val["labels"])
+        preds = []
+        for start in range(0, n, 10):
+            batch = task._batch(task.val, torch.arange(start, min(start + 10, n)))
+            batch.pop("labels")
+            preds.append(model(**batch).logits.argmax(-1))
+    y_pred, y_true = torch.cat(preds).numpy(), task.val["labels"].numpy()
+    assert metrics == again == {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+    assert len(task._eval_cache) == 1
+
+
+def test_a_loss_that_turns_nan_between_two_checks_is_named_at_its_step():
+    import torch
+
+    from nas.train import TrainerConfig, fit
+
+    class Diverging(torch.nn.Module):  # a real loss that overflows at step 7, between two checks (log_every=5)
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            scale = torch.tensor(1e38 if self.calls == 7 else 1.0)
+            return type("Out", (), {"loss": (self.w * x * scale * scale).sum()})()
+
+    batches = iter([{"x": torch.ones(1)}] * 20)
+    try:
+        fit(Diverging(), batches, 20, 1e-3, TrainerConfig(log_every=5, max_steps=20))
+    except FloatingPointError as exc:
+        assert str(exc) == "training loss became inf at step 7"
+    else:
+        raise AssertionError("a non-finite loss went unnoticed")

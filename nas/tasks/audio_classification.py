@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
-from nas.tasks.base import eval_split, label_fields, tensor_batches
+from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
@@ -65,6 +64,7 @@ def read_audio(path: str, audio_key: str, label_key: str, n: int | None, samplin
 
 class AudioClassificationTask:
     name = "audio_classification"
+    seeded_batches = True  # train_batches depends on its generator alone: a search records them once (nas.train.RecordedBatches)
 
     def __init__(self, train_file: str, validation_file: str, audio_column: str, label_column: str, train_size: int | None,
                  val_size: int | None, sampling_rate: int, num_mel_bins: int, max_length: int, metric: str,
@@ -126,10 +126,9 @@ class AudioClassificationTask:
         return tensor_batches(self.train, batch_size, generator)
 
     @staticmethod
-    def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> np.ndarray:
+    def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
         device = next(model.parameters()).device
-        logits = [model(input_values=inputs[i : i + batch_size].to(device)).logits for i in range(0, len(inputs), batch_size)]
-        return torch.cat([x.argmax(-1).cpu() for x in logits]).numpy()
+        return torch.cat([model(input_values=inputs[i : i + batch_size].to(device)).logits.argmax(-1) for i in range(0, len(inputs), batch_size)])
 
     def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
         main = {"validation": self.val, "test": self.data.get("test")}
@@ -137,12 +136,13 @@ class AudioClassificationTask:
         if main.get(split) is None and not extras:
             eval_split({k: v for k, v in main.items() if v is not None}, split)  # raises, naming the splits there are
         metrics = {}
+        classes = len(self.labels)
         if main[split] is not None:
-            y_pred, y_true = self._predict(model, main[split]["input_values"], batch_size), main[split]["labels"].numpy()
-            metrics = {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+            y_pred = self._predict(model, main[split]["input_values"], batch_size)
+            metrics = classification_metrics(main[split]["labels"].to(y_pred.device), y_pred, classes)
         for name, data in extras.items():  # reported, never the reward
             y_pred = self._predict(model, data["input_values"], batch_size)
-            metrics[f"{name}_accuracy"] = float(accuracy_score(data["labels"].numpy(), y_pred))
+            metrics[f"{name}_accuracy"] = classification_metrics(data["labels"].to(y_pred.device), y_pred, classes)["accuracy"]
         return metrics
 
     def reward(self, metrics: dict[str, float]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 
@@ -17,7 +18,9 @@ class Task(Protocol):
         """Task-derived config attributes: vocabulary size, special token ids, labels, positions."""
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        """An endless stream of training batches (keyword arguments of the model's forward, with labels)."""
+        """An endless stream of training batches (keyword arguments of the model's forward, with labels).
+        A task whose stream depends on ``generator`` alone (no global random state) says so with a class attribute
+        ``seeded_batches = True``: a search then makes the stream once and replays it to every candidate."""
 
     def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
         """Metrics of a trained model on the validation split (the search) or the test split (``nas-final``;
@@ -33,6 +36,28 @@ def eval_split(splits: dict[str, Any], split: str) -> Any:
         hint = " (the task was built without a test split: set task.test_file)" if split == "test" else ""
         raise ValueError(f"no '{split}' split to evaluate on{hint}; the task has {sorted(splits)}")
     return splits[split]
+
+
+class LocalCache(dict):
+    """What an object keeps for reuse in this process (evaluation batches on the model's device, configs), by key. Never
+    pickled: a copy sent to a worker process fills its own (on its own device)."""
+
+    def __reduce__(self):
+        return (LocalCache, ())
+
+
+def classification_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 of class ids, from one confusion count on the tensors' device (one transfer), with
+    scikit-learn's arithmetic, so the values are its to the last bit: the classes that occur in either tensor, F1 =
+    2 tp / (2 tp + fp + fn) in float64 (0 where no class member was predicted or present), averaged with
+    numpy.nanmean."""
+    counts = torch.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).view(num_classes, num_classes).cpu().numpy()
+    tp = np.diagonal(counts)
+    true_sum, pred_sum = counts.sum(1), counts.sum(0)
+    present = (true_sum + pred_sum) > 0  # scikit-learn's labels: those in y_true or y_pred
+    denominator = (true_sum + pred_sum)[present].astype(np.float64)
+    f1 = 2.0 * tp[present].astype(np.float64) / denominator
+    return {"accuracy": float(tp.sum() / len(y_true)), "macro_f1": float(np.nanmean(f1))}
 
 
 def first_rows(n: int | None) -> str:

@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score
 from transformers import ViTImageProcessorPil
 
-from nas.tasks.base import eval_split, label_fields, tensor_batches
+from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
@@ -49,6 +48,7 @@ def read_images(path: str, image_key: str, label_key: str, n: int | None, image_
 
 class ImageClassificationTask:
     name = "image_classification"
+    seeded_batches = True  # train_batches depends on its generator alone: a search records them once (nas.train.RecordedBatches)
 
     def __init__(self, train_file: str, validation_file: str, image_column: str, label_column: str, train_size: int | None,
                  val_size: int | None, image_size: int, num_channels: int, metric: str, test_file: str | None = None,
@@ -98,9 +98,8 @@ class ImageClassificationTask:
         data = eval_split(self.splits, split)
         device = next(model.parameters()).device
         pixels = data["pixel_values"]
-        preds = [model(pixel_values=pixels[i : i + batch_size].to(device)).logits.argmax(-1).cpu() for i in range(0, len(pixels), batch_size)]
-        y_pred, y_true = torch.cat(preds).numpy(), data["labels"].numpy()
-        return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+        y_pred = torch.cat([model(pixel_values=pixels[i : i + batch_size].to(device)).logits.argmax(-1) for i in range(0, len(pixels), batch_size)])
+        return classification_metrics(data["labels"].to(device), y_pred, len(self.labels))
 
     def reward(self, metrics: dict[str, float]) -> float:
         return metrics[self.metric]

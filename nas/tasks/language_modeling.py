@@ -15,6 +15,7 @@ from nas.tasks.tokenizer import train_tokenizer
 
 class LanguageModelingTask:
     name = "language_modeling"
+    seeded_batches = True  # train_batches depends on its generator alone: a search records them once (nas.train.RecordedBatches)
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, train_size: int | None, val_size: int | None,
                  max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity", tokenizer_texts: Sequence[str] = (),

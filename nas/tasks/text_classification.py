@@ -6,9 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from sklearn.metrics import accuracy_score, f1_score
 
-from nas.tasks.base import epoch_batches, eval_split, first_rows, label_fields
+from nas.tasks.base import LocalCache, classification_metrics, epoch_batches, eval_split, first_rows, label_fields
 from nas.tasks.data import DataError, check_class_labels, check_label_types, check_same_label_kinds, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -17,6 +16,7 @@ METRICS = ("accuracy", "macro_f1")
 
 class TextClassificationTask:
     name = "text_classification"
+    seeded_batches = True  # train_batches depends on its generator alone: a search records them once (nas.train.RecordedBatches)
 
     def __init__(self, train_file: str, validation_file: str, text_column: str, label_column: str | None,
                  train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int, metric: str,
@@ -53,6 +53,7 @@ class TextClassificationTask:
         self.splits = {split: self._encode(df[text_column].astype(str).tolist(), df[label_column].map(label_id).tolist(), max_length)
                        for split, (_, df) in held_out.items()}
         self.val = self.splits["validation"]
+        self._eval_cache = LocalCache()
 
     def _encode(self, texts: list[str], labels: list[int], max_length: int) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
@@ -83,16 +84,24 @@ class TextClassificationTask:
         for idx in epoch_batches(len(self.train["labels"]), batch_size, generator):
             yield self._batch(self.train, idx)
 
+    def _eval_batches(self, split: str, batch_size: int, device: torch.device) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """The split's batches (padding trimmed) and labels on ``device``: made at the first evaluation, then reused."""
+        key = (split, batch_size, str(device))
+        if key not in self._eval_cache:
+            data = eval_split(self.splits, split)
+            n = len(data["labels"])
+            batches = []
+            for start in range(0, n, batch_size):
+                batch = self._batch(data, torch.arange(start, min(start + batch_size, n)))
+                batch.pop("labels")
+                batches.append({k: v.to(device) for k, v in batch.items()})
+            self._eval_cache[key] = batches, data["labels"].to(device)
+        return self._eval_cache[key]
+
     def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
-        data = eval_split(self.splits, split)
-        n, device = len(data["labels"]), next(model.parameters()).device
-        preds = []
-        for start in range(0, n, batch_size):
-            batch = self._batch(data, torch.arange(start, min(start + batch_size, n)))
-            batch.pop("labels")
-            preds.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.argmax(-1).cpu())
-        y_pred, y_true = torch.cat(preds).numpy(), data["labels"].numpy()
-        return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
+        batches, y_true = self._eval_batches(split, batch_size, next(model.parameters()).device)
+        y_pred = torch.cat([model(**batch).logits.argmax(-1) for batch in batches])
+        return classification_metrics(y_true, y_pred, len(self.labels))
 
     def reward(self, metrics: dict[str, float]) -> float:
         return metrics[self.metric]

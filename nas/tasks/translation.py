@@ -24,6 +24,7 @@ IGNORE = -100  # label positions the loss skips
 
 class TranslationTask:
     name = "translation"
+    seeded_batches = True  # train_batches depends on its generator alone: a search records them once (nas.train.RecordedBatches)
 
     def __init__(self, train_file: str, validation_file: str, source_column: str, target_column: str,
                  train_size: int | None, val_size: int | None, max_length: int, tokenizer: str, vocab_size: int,
