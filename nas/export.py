@@ -42,6 +42,43 @@ def fitted_preprocessor(preprocessor: Any, config: PretrainedConfig) -> Any:
     return fitted
 
 
+def accepting_rgb(model: Any, preprocessor: Any) -> tuple[Any, Any]:
+    """(model, image processor) that take colour images, for a grey (``num_channels=1``) image model; else both unchanged.
+
+    ``pipeline("image-classification")`` turns every image it loads into RGB (``transformers.image_utils.load_image``),
+    which a 1-channel model refuses. A grey image in RGB is three equal channels, so the patch projection's weights
+    spread over three channels, a third each, give the grey model's outputs (to float rounding); a colour image is
+    seen as the mean of its channels. The processor converts every input to RGB, grey arrays included."""
+    import torch
+
+    if getattr(model.config, "num_channels", None) != 1 or not isinstance(preprocessor, BaseImageProcessor):
+        return model, preprocessor
+    model = copy.deepcopy(model)
+    grey = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels == 1]
+    if len(grey) != 1:  # not one patch projection: leave the model as it was trained
+        return model, preprocessor
+    (projection,) = grey
+    with torch.no_grad():
+        projection.weight = torch.nn.Parameter(projection.weight.repeat(1, 3, 1, 1) / 3)
+    projection.in_channels = 3
+    for module in model.modules():  # ViT's patch embedding checks the channels it is given against its own count
+        if getattr(module, "num_channels", None) == 1:
+            module.num_channels = 3
+    model.config.num_channels = 3
+    preprocessor = copy.deepcopy(preprocessor)
+    preprocessor.image_mean = list(preprocessor.image_mean) * 3 if len(preprocessor.image_mean) == 1 else preprocessor.image_mean
+    preprocessor.image_std = list(preprocessor.image_std) * 3 if len(preprocessor.image_std) == 1 else preprocessor.image_std
+    preprocessor.do_convert_rgb = True
+    return model, preprocessor
+
+
+def shippable(model: Any, preprocessor: Any) -> tuple[Any, Any]:
+    """The trained model and its preprocessor as ``nas-final`` ships them: a grey image model takes colour images
+    (``accepting_rgb``), and the preprocessor carries the model's limits (``fitted_preprocessor``)."""
+    model, preprocessor = accepting_rgb(model, preprocessor)
+    return model, fitted_preprocessor(preprocessor, model.config)
+
+
 def save_folder(output_dir: Path, config: PretrainedConfig, preprocessor: Any, model: Any = None, card: str | None = None) -> None:
     """``output_dir`` with the config (and the model's weights when ``model`` is given), the preprocessor fitted to
     the model's limits and a model card: ``AutoConfig`` / ``AutoModelFor<Task>`` and ``pipeline`` load it."""

@@ -312,7 +312,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     from nas import registry
     from nas.models import auto_model, build_config, build_model, build_pretraining_model, parameter_count, pretraining_objective
     from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
-    from nas.export import fitted_preprocessor, model_card, save_folder
+    from nas.export import model_card, save_folder, shippable
     from nas.runner import candidate_seed, rounded
     from nas.tasks import make_task
     from nas.tracking import flatten, log_dataset_inputs, open_store, resolve_uri
@@ -382,7 +382,13 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     # Save: AutoModelFor<Task>.from_pretrained(output_dir), AutoTokenizer / AutoImageProcessor / AutoFeatureExtractor and
     # transformers.pipeline load it; the preprocessor carries the model's limits (MLflow gets the same one).
     model.to("cpu").eval()
-    preprocessor = fitted_preprocessor(task.preprocessor, model.config)
+    trained_channels = getattr(model.config, "num_channels", None)
+    model, preprocessor = shippable(model, task.preprocessor)
+    notes = [data.note] if data.note else []
+    if trained_channels == 1 and model.config.num_channels == 3:
+        notes.append("Trained on grey images; saved to take colour ones too (the image-classification pipeline converts every image "
+                     "to RGB): its patch projection spreads the grey weights over three channels, a third each, so a grey image "
+                     "scores as it did and a colour one is seen as its channels' mean.")
     auto_class = auto_model(task_name).__name__
     card = model_card(
         register_as,
@@ -392,7 +398,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         task_name, family, auto_class, architecture,
         {"train": task_config.train_file, "validation": task_config.validation_file, "test": task_config.test_file,
          **{f"test ({k})": v for k, v in data.test_files.items()}},
-        metrics, [data.note] if data.note else [])
+        metrics, notes)
     save_folder(output_dir, model.config, preprocessor, model, card)
     # Config and preprocessor files (not the weights): shipped beside a model MLflow logs with the pytorch flavour.
     small_files = sorted(p for p in output_dir.iterdir()

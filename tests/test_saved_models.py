@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-from nas.export import save_folder
+from nas.export import save_folder, shippable
 from nas.models import build_config, build_model
 from nas.tasks import make_task
 
@@ -49,14 +49,15 @@ def saved(case: str, tmp_path):
     task = make_task(compose_config([*overrides, "task.train_size=64", "task.val_size=8", *text]).task)
     torch.manual_seed(0)
     model = build_model(build_config(family, architecture, task.config_fields()), task.name).eval()
-    save_folder(tmp_path / "model", model.config, task.preprocessor, model)
-    return tmp_path / "model", model.config, task
+    shipped, preprocessor = shippable(model, task.preprocessor)  # what nas-final saves
+    save_folder(tmp_path / "model", shipped.config, preprocessor, shipped)
+    return tmp_path / "model", shipped.config, task, model
 
 
 @pytest.mark.parametrize("case", [c for c in TINY if "translation" not in c and "language_modeling" not in c and c.split()[1] ==
                                   "text_classification"])
 def test_text_classification_pipeline_truncates_a_long_text(case, tmp_path):
-    folder, config, _ = saved(case, tmp_path)
+    folder, config, _, _ = saved(case, tmp_path)
     classify = pipeline("text-classification", model=str(folder))
     assert classify.tokenizer.model_max_length == config.max_position_embeddings == 48  # the task's max_length: its positions
     assert len(classify.tokenizer(LONG_TEXT)["input_ids"]) > 48
@@ -65,7 +66,7 @@ def test_text_classification_pipeline_truncates_a_long_text(case, tmp_path):
 
 
 def test_language_model_generates_after_a_prompt_longer_than_its_positions(tmp_path):
-    folder, config, _ = saved("gpt2 language_modeling", tmp_path)
+    folder, config, _, _ = saved("gpt2 language_modeling", tmp_path)
     generate = pipeline("text-generation", model=str(folder))
     assert generate.tokenizer.model_max_length == config.n_positions == 64
     # "hole": the pipeline keeps the prompt's end, leaving room for the new tokens within model_max_length.
@@ -75,7 +76,7 @@ def test_language_model_generates_after_a_prompt_longer_than_its_positions(tmp_p
 
 @pytest.mark.parametrize("case", [c for c in TINY if "translation" in c])
 def test_translation_model_generates_from_a_long_text(case, tmp_path):
-    folder, config, task = saved(case, tmp_path)
+    folder, config, task, _ = saved(case, tmp_path)
     tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
     # T5's positions are relative: the limit is the length its search built it for (the config says so too).
     assert tokenizer.model_max_length == config.max_position_embeddings == max(task.max_length, task.max_new_tokens + 1)
@@ -85,22 +86,28 @@ def test_translation_model_generates_from_a_long_text(case, tmp_path):
     assert output.shape[1] <= task.max_new_tokens + 1
 
 
-def test_image_processor_takes_a_larger_image(tmp_path):
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+def test_image_pipeline_takes_grey_and_colour_images_of_any_size(tmp_path):
+    from PIL import Image
 
-    folder, config, _ = saved("vit image_classification", tmp_path)
-    processor, model = AutoImageProcessor.from_pretrained(folder), AutoModelForImageClassification.from_pretrained(folder).eval()
-    assert processor.size == {"height": config.image_size, "width": config.image_size}
-    # Grey (H, W, 1), not 28 x 28. (The image-classification pipeline turns every image into RGB, which a 1-channel model refuses.)
-    big = np.random.default_rng(0).integers(0, 256, (90, 70, 1), dtype=np.uint8)
-    inputs = processor(images=[big], return_tensors="pt")
-    assert inputs["pixel_values"].shape == (1, 1, config.image_size, config.image_size)
+    folder, config, task, grey_model = saved("vit image_classification", tmp_path)
+    classify = pipeline("image-classification", model=str(folder), top_k=config.num_labels)
+    assert classify.image_processor.size == {"height": config.image_size, "width": config.image_size}
+    # The pipeline turns every image it loads into RGB: the saved model takes 3 channels and scores a grey image as the
+    # 1-channel model it was trained as does.
+    assert config.num_channels == 3 and grey_model.config.num_channels == 1
+    grey = np.random.default_rng(0).integers(0, 256, (90, 70), dtype=np.uint8)  # larger than the 28 x 28 searched
+    as_grey, as_rgb, as_array = (classify(x) for x in (Image.fromarray(grey, "L"), Image.fromarray(np.stack([grey] * 3, -1), "RGB"),
+                                                       grey[..., None]))
+    assert as_grey == as_rgb == as_array
+    assert {p["label"] for p in as_grey} == set(config.label2id)
     with torch.no_grad():
-        assert model(**inputs).logits.shape == (1, config.num_labels)
+        trained = grey_model(**task.preprocessor(images=[grey[..., None]], return_tensors="pt")).logits.softmax(-1)[0]
+    scores = {p["label"]: p["score"] for p in as_grey}
+    assert [scores[config.id2label[i]] for i in range(config.num_labels)] == pytest.approx(trained.tolist(), abs=1e-6)
 
 
 def test_audio_pipeline_takes_a_longer_clip(tmp_path):
-    folder, config, task = saved("ast audio_classification", tmp_path)
+    folder, config, task, _ = saved("ast audio_classification", tmp_path)
     classify = pipeline("audio-classification", model=str(folder))
     assert classify.feature_extractor.max_length == config.max_length
     clip = np.random.default_rng(0).normal(0, 0.1, task.sampling_rate * 3).astype(np.float32)  # 3 s; the model has 1 s of frames
