@@ -111,6 +111,8 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)  # candidates training at once (process pool or Ray)
     resume: Optional[str] = None  # an interrupted search's output directory: `nas resume=DIR` continues it with its own config
+    # Trained tokenizers and encoded texts, kept between searches by a digest of their data and settings (nas/tasks/cache.py); null: none.
+    cache_dir: Optional[str] = "outputs/cache"
     # The chosen strategy's settings sit under its name (ppo.*, tpe.*): config_schema(strategy) adds that one field.
 
     @property

@@ -14,6 +14,7 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBas
 
 from nas.tasks import TASKS, task_spec
 from nas.tasks.base import epoch_batches
+from nas.tasks.cache import cached_encoding
 from nas.tasks.data import DataError, read_table
 from nas.train import PretrainConfig
 
@@ -34,7 +35,7 @@ class PretrainingCorpus:
 
     def __init__(self, texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int, config: PretrainConfig):
         self.tokenizer, self.config = tokenizer, config
-        enc = tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+        enc = cached_encoding(tokenizer, texts, truncation=True, max_length=max_length, padding="max_length")
         self.input_ids, self.attention_mask = enc["input_ids"], enc["attention_mask"]
         if len(self.input_ids) < config.batch_size:
             raise DataError(f"trainer.pretrain.corpus_file: {len(texts)} texts, fewer than trainer.pretrain.batch_size={config.batch_size}")

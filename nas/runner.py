@@ -39,6 +39,7 @@ from nas.search import Evaluation, ReplayError, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace, architecture_key
 from nas.strategies import make_strategy
 from nas.tasks import Task, make_task
+from nas.tasks.cache import setup_cache
 from nas.tracking import StoreUnavailable, Tracker, check_names, check_store, download_run_artifact
 from nas.train import resolve_device
 
@@ -239,12 +240,13 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
         claim_new_search(output_dir)  # locked for this search; another search's records are never overwritten
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name) if pretrain.steps > 0 else []
-    task = make_task(config.task, tokenizer_texts=corpus_texts)
-    corpus = None
-    if corpus_texts:
-        objective_name = pretraining_objective(config.search_space.family)
-        corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
-        corpus.check(objective_name)
+    with setup_cache(config.cache_dir):  # the tokenizer and the encoded texts of an earlier search on the same data
+        task = make_task(config.task, tokenizer_texts=corpus_texts)
+        corpus = None
+        if corpus_texts:
+            objective_name = pretraining_objective(config.search_space.family)
+            corpus = PretrainingCorpus(corpus_texts, task.preprocessor, task.config_fields()["max_position_embeddings"], pretrain)
+            corpus.check(objective_name)
     objective = CandidateObjective(task, config, corpus)
     space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
     settings = config.strategy_settings

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from nas.tasks.base import LocalCache, classification_metrics, epoch_batches, eval_split, first_rows, label_fields
+from nas.tasks.cache import cached_encoding
 from nas.tasks.data import DataError, check_class_labels, check_label_types, check_same_label_kinds, read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -56,7 +57,7 @@ class TextClassificationTask:
         self._eval_cache = LocalCache()
 
     def _encode(self, texts: list[str], labels: list[int], max_length: int) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, truncation=True, max_length=max_length, padding="max_length", return_tensors="pt")
+        enc = cached_encoding(self.tokenizer, texts, truncation=True, max_length=max_length, padding="max_length")
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": torch.tensor(labels)}
 
     @property

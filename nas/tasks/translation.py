@@ -15,6 +15,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
 from nas.tasks.base import epoch_batches, eval_split
+from nas.tasks.cache import cache_on, cached_tensors, tokenizer_state
 from nas.tasks.data import read_table
 from nas.tasks.tokenizer import train_tokenizer
 
@@ -71,6 +72,12 @@ class TranslationTask:
         return ids, mask
 
     def _encode(self, sources: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
+        """Token ids, masks and labels (-100 past each target); from the set-up cache when an earlier search encoded
+        the same pairs with the same tokenizer (its calls here set no truncation or padding on it to restore)."""
+        parts = ("translation", tokenizer_state(self.tokenizer), sources, targets, self.max_length, self.eos_token_id) if cache_on() else ()
+        return cached_tensors(parts, lambda: self._encode_now(sources, targets))
+
+    def _encode_now(self, sources: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
         inputs, mask = self._ids(sources)
         labels, target_mask = self._ids(targets)
         return {"input_ids": inputs, "attention_mask": mask, "labels": labels.masked_fill(target_mask == 0, IGNORE)}
