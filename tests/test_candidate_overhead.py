@@ -12,6 +12,7 @@ import sqlite3
 import time
 from concurrent.futures import Future
 
+import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -175,3 +176,101 @@ def test_a_loss_that_turns_nan_between_two_checks_is_named_at_its_step():
         assert str(exc) == "training loss became inf at step 7"
     else:
         raise AssertionError("a non-finite loss went unnoticed")
+
+
+# -- the set-up cache: a search on unchanged data reuses the tokenizer and the encoded texts ---------------------------
+
+
+def task_state(task) -> dict:
+    """What a text task derived from its data: the tokenizer (as its JSON) and every tensor."""
+    state = {"tokenizer": task.tokenizer.backend_tokenizer.to_str(), "fields": task.config_fields()}
+    for split, data in {"train": task.train, **task.splits}.items():
+        state.update({f"{split}.{k}": v.tolist() for k, v in data.items()})
+    return state
+
+
+def test_a_search_on_the_same_data_reuses_the_tokenizer_and_the_encoded_texts(tmp_path):
+    from nas.tasks import make_task
+    from nas.tasks.cache import setup_cache
+
+    from .conftest import compose_config
+
+    config = compose_config(["experiment=smoke"]).task
+    made = task_state(make_task(config))
+    with setup_cache(tmp_path):
+        first = task_state(make_task(config))
+        entries = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+        second = task_state(make_task(config))
+    assert first == second == made
+    assert sorted(p.name.split("-")[0] for p in entries) == ["tensors", "tensors", "tokenizer"]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == entries  # read, not made again
+    with setup_cache(tmp_path):  # another setting, another entry: nothing stale is reused
+        other = make_task(compose_config(["experiment=smoke", "task.vocab_size=200"]).task)
+    assert len(other.tokenizer) != len(make_task(config).tokenizer) and len(list(tmp_path.iterdir())) == 6
+
+
+def test_an_entry_that_cannot_be_read_is_made_again(tmp_path, caplog):
+    from nas.tasks import make_task
+    from nas.tasks.cache import setup_cache
+
+    from .conftest import compose_config
+
+    config = compose_config(["experiment=smoke"]).task
+    with setup_cache(tmp_path):
+        made = task_state(make_task(config))
+        for entry in tmp_path.iterdir():  # torn by a full disk, or not ours
+            entry.write_bytes(entry.read_bytes()[:40])
+        again = task_state(make_task(config))
+        assert task_state(make_task(config)) == again == made
+    assert "cannot read" in caplog.text
+
+
+BUILD_AND_DIGEST = """
+import hashlib, json, sys
+from tests.conftest import compose_config
+from tests.test_candidate_overhead import task_state
+from nas.tasks import make_task
+from nas.tasks.cache import setup_cache
+with setup_cache(sys.argv[1]):
+    state = task_state(make_task(compose_config(["experiment=smoke"]).task))
+print(hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest())
+"""
+
+
+def test_two_searches_fill_one_cache_at_once(tmp_path):
+    """Two processes making the same entries into one cache at the same time: each gets the task it would have made
+    alone, and the cache holds whole entries only (each written to a temporary file of its own, then renamed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nas.tasks import make_task
+
+    from .conftest import compose_config
+
+    root = Path(__file__).resolve().parent.parent
+    jobs = [subprocess.Popen([sys.executable, "-c", BUILD_AND_DIGEST, str(tmp_path / "cache")], cwd=root, stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    digests = [job.communicate(timeout=300)[0].strip() for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    import hashlib
+    import json
+
+    alone = hashlib.sha256(json.dumps(task_state(make_task(compose_config(["experiment=smoke"]).task)), sort_keys=True).encode()).hexdigest()
+    assert digests == [alone, alone]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir()) == ["tensors", "tensors", "tokenizer"]  # no .tmp left
+
+
+@pytest.mark.slow
+def test_the_concurrent_candidates_bench_runs_on_cpu(tmp_path):
+    """bench/concurrent_candidates.py, the GPU check of several candidates at once, checked on CPU with the smoke settings:
+    every setting records the same candidates and metrics."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from concurrent_candidates import main
+
+    results = main(["--device", "cpu", "--workers", "1,2", "--budget", "4", "--tiny", "--out", str(tmp_path)])
+    assert [r["workers"] for r in results["rows"]] == [1, 2] and all(r["candidates"] == 4 and not r["failed"] for r in results["rows"])
+    assert results["identical"] and (tmp_path / "report.md").is_file()
