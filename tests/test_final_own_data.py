@@ -117,3 +117,22 @@ def test_the_shipped_datas_class_names_and_test_split_stay_with_it(tmp_path):
     given = own_data_settings(compose_config([f"task.train_file={tmp_path / 'train.csv'}", f"task.validation_file={tmp_path / 'val.csv'}",
                                               f"task.test_file={tmp_path / 'val.csv'}", "task.label_names={0:no,1:yes}"]).task)
     assert given.test_file == str(tmp_path / "val.csv") and given.label_names == {0: "no", 1: "yes"}  # given for this data: kept
+
+
+def test_the_shipped_image_data_names_its_classes_and_a_search_of_other_images_drops_the_names(tmp_path):
+    import numpy as np
+
+    from nas.provenance import own_data_settings
+    from nas.tasks import make_task
+
+    from .conftest import compose_config
+
+    shipped = compose_config(["task=image_classification", "task.train_size=300", "task.val_size=10"]).task
+    id2label = make_task(shipped).config_fields()["id2label"]
+    assert id2label[0] == "T-shirt/top" and id2label[9] == "Ankle boot" and len(id2label) == 10
+    images = np.random.default_rng(0).integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", image=images, label=np.arange(30) % 3)
+    own = own_data_settings(compose_config(["task=image_classification", f"task.train_file={tmp_path / 'mine.npz'}",
+                                        f"task.validation_file={tmp_path / 'mine.npz'}"]).task)
+    assert own.label_names is None and own.test_file is None
+    assert make_task(own).config_fields()["id2label"] == {0: "0", 1: "1", 2: "2"}

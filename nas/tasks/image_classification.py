@@ -52,10 +52,10 @@ class ImageClassificationTask:
 
     def __init__(self, train_file: str, validation_file: str, image_column: str, label_column: str, train_size: int | None,
                  val_size: int | None, image_size: int, num_channels: int, metric: str, test_file: str | None = None,
-                 test_size: int | None = None):
+                 test_size: int | None = None, label_names: dict[Any, str] | None = None):
         if metric not in METRICS:
             raise ValueError(f"task.metric '{metric}' is not an image_classification metric; choose one of {list(METRICS)}")
-        self.metric = metric
+        self.metric, self.label_names = metric, label_names
         self.image_size, self.num_channels = image_size, num_channels
         train_x, train_y = read_images(train_file, image_column, label_column, train_size, image_size, num_channels, "task.train_file")
         held_out = {"validation": ("task.validation_file", read_images(
@@ -88,7 +88,7 @@ class ImageClassificationTask:
         return {
             "image_size": self.image_size,
             "num_channels": self.num_channels,
-            **label_fields(self.labels),
+            **label_fields(self.labels, self.label_names),
         }
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:

@@ -69,6 +69,7 @@ class ImageClassificationConfig(TaskConfig):
     label_column: str = "label"  # the .npz array of labels
     image_size: int = 28  # height = width in pixels; other sizes are an error
     num_channels: int = 1  # 1 (grey) or 3 (RGB)
+    label_names: Optional[Dict[Any, str]] = None  # label value -> class name (the model's id2label); null: the values
 
     def validate(self) -> None:
         super().validate()
