@@ -8,6 +8,9 @@ architecture of ``search_space=bert_small`` (486 under its 300k-parameter budget
     python bench/tabular/build_table.py                       # one process
     python bench/tabular/build_table.py --shard 0 --shards 2 & python bench/tabular/build_table.py --shard 1 --shards 2
     python bench/tabular/build_table.py --merge               # shards -> bench/tabular/<name>.csv
+    python bench/tabular/build_table.py --name bert_small_rotten_tomatoes_1000 --sample 60 trainer.max_steps=1000
+        # weight sharing's ground truth (bench/weight_sharing.py): 60 architectures spread evenly over the ranks of the
+        # 100-step table's accuracy, each trained 1,000 steps
 
 Shards append a row per architecture as they go and skip rows already there, so an interrupted
 build continues. Rows depend only on (seed, architecture), with one torch thread per process.
@@ -22,6 +25,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -42,7 +47,25 @@ def compose(overrides: list[str]):
         return to_typed(hydra_compose(config_name="config", overrides=overrides))
 
 
-def build(name: str, overrides: list[str], shard: int, shards: int) -> None:
+def spread(sample: int, table: Path = HERE / "bert_small_rotten_tomatoes.csv") -> set[str]:
+    """``sample`` architectures (JSON keys) at evenly spaced ranks of ``table``'s accuracy, best and worst included."""
+    rows = sorted((r for r in csv.DictReader(table.open()) if r["status"] == "ok"), key=lambda r: float(r["accuracy"]))
+    dims = [k for k in rows[0] if k not in ("num_parameters", "accuracy", "macro_f1", "train_seconds", "eval_seconds", "status", "error")
+            and "@" not in k]
+    picks = {round(i) for i in np.linspace(0, len(rows) - 1, sample)}
+    return {json.dumps({d: _parse(rows[i][d]) for d in dims}, sort_keys=True) for i in picks}
+
+
+def _parse(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def build(name: str, overrides: list[str], shard: int, shards: int, sample: int | None = None) -> None:
     import torch
 
     from nas.models import build_model, parameter_count
@@ -56,6 +79,9 @@ def build(name: str, overrides: list[str], shard: int, shards: int) -> None:
     objective = CandidateObjective(task, config)
     space = build_search_space(config, task, objective.fixed)
     encodings = [e for e in space.all_encodings() if space.is_valid_encoding(e)]
+    if sample:
+        chosen = spread(sample)
+        encodings = [e for e in encodings if json.dumps(space.decode(e), sort_keys=True) in chosen]
     mine = encodings[shard::shards]
     out = HERE / f"{name}.shard{shard}.csv"
     done = set()
@@ -111,6 +137,7 @@ def main() -> None:
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--sample", type=int, help="only this many architectures, spread over the 100-step table's accuracy ranks")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the space, task and trainer")
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -118,7 +145,7 @@ def main() -> None:
     if args.merge:
         merge(args.name)
     else:
-        build(args.name, [*DEFAULT_OVERRIDES, *args.overrides], args.shard, args.shards)
+        build(args.name, [*DEFAULT_OVERRIDES, *args.overrides], args.shard, args.shards, args.sample)
 
 
 if __name__ == "__main__":
