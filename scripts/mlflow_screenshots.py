@@ -1,7 +1,7 @@
 """Screenshots of what a user sees in the MLflow UI after a search, taken in headless Chromium.
 
 Runs a small multirun (two seeds of the smoke search) into a temporary sqlite store, serves it with a
-real ``mlflow ui`` on 127.0.0.1, and saves PNGs of:
+real MLflow UI (``--host 127.0.0.1``), and saves PNGs of:
 
 1. ``runs-table.png``: the experiment's runs table (two searches, their candidates folded under them);
 2. ``parent-and-children.png``: one search's candidates beside their parent, filtered by
@@ -69,7 +69,7 @@ def serve(uri: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"mlflow ui exited with {proc.returncode}: see {workdir / 'ui.log'}")
+            sys.exit(f"the MLflow UI exited with {proc.returncode}: see {workdir / 'ui.log'}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
                 if response.status == 200:
@@ -78,7 +78,7 @@ def serve(uri: str, workdir: Path) -> tuple[subprocess.Popen, str]:
             pass
         time.sleep(0.5)
     stop(proc)
-    sys.exit("mlflow ui not healthy after 120 s")
+    sys.exit("the MLflow UI was not healthy after 120 s")
 
 
 def stop(proc: subprocess.Popen) -> None:
