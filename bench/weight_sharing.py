@@ -33,6 +33,7 @@ import numpy as np
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "tabular"))
 
 TABLE_100 = ROOT / "bench" / "tabular" / "bert_small_rotten_tomatoes.csv"
@@ -41,7 +42,7 @@ NOT_DIMENSIONS = ("num_parameters", "accuracy", "macro_f1", "train_seconds", "ev
 
 
 def read_table(path: Path) -> dict[str, dict]:
-    from build_table import _parse
+    from landscapes import _parse
 
     rows = [r for r in csv.DictReader(path.open()) if r["status"] == "ok"]
     dims = [k for k in rows[0] if k not in NOT_DIMENSIONS and "@" not in k]

@@ -49,20 +49,14 @@ def compose(overrides: list[str]):
 
 def spread(sample: int, table: Path = HERE / "bert_small_rotten_tomatoes.csv") -> set[str]:
     """``sample`` architectures (JSON keys) at evenly spaced ranks of ``table``'s accuracy, best and worst included."""
+    sys.path.insert(0, str(HERE.parent))
+    from landscapes import _parse  # a CSV cell as the number it holds
+
     rows = sorted((r for r in csv.DictReader(table.open()) if r["status"] == "ok"), key=lambda r: float(r["accuracy"]))
     dims = [k for k in rows[0] if k not in ("num_parameters", "accuracy", "macro_f1", "train_seconds", "eval_seconds", "status", "error")
             and "@" not in k]
     picks = {round(i) for i in np.linspace(0, len(rows) - 1, sample)}
     return {json.dumps({d: _parse(rows[i][d]) for d in dims}, sort_keys=True) for i in picks}
-
-
-def _parse(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def build(name: str, overrides: list[str], shard: int, shards: int, sample: int | None = None) -> None:
