@@ -67,7 +67,7 @@ def main() -> None:
     from build_table import compose
     from nas.models import parameter_count
     from nas.runner import CandidateObjective, build_search_space
-    from nas.supernet import SuperNetwork, extremes, sandwich, train_supernet
+    from nas.supernet import SuperNetwork, extremes, sandwich, score_subnets, train_supernet
     from nas.tasks import make_task
     from nas.train import evaluate
 
@@ -90,10 +90,8 @@ def main() -> None:
 
     valid = [space.decode(e) for e in space.all_encodings() if space.is_valid_encoding(e)]
     started = time.perf_counter()
-    shared = {}
-    for arch in valid:
-        net = supernet.subnet(arch)
-        shared[json.dumps(arch, sort_keys=True)] = evaluate(net, task, config.trainer.eval_batch_size)["accuracy"]
+    scores = score_subnets(supernet, valid, lambda net: evaluate(net, task, config.trainer.eval_batch_size))
+    shared = {json.dumps(arch, sort_keys=True): metrics["accuracy"] for arch, metrics in zip(valid, scores)}
     score_seconds = time.perf_counter() - started
 
     keys = sorted(truth)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -85,12 +84,11 @@ class Subnet(nn.Module):
             skeleton = build_model(self.config, supernet.task)
         object.__setattr__(self, "skeleton", skeleton)  # not a submodule: its meta tensors are never parameters
         self._family = supernet.family
-        self._names = [n for n, _ in skeleton.named_parameters()] + [n for n, _ in skeleton.named_buffers()]
         self._shapes = {n: t.shape for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()]}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         shared = {**dict(self.supernet_model.named_parameters()), **dict(self.supernet_model.named_buffers())}
-        return {n: _slice(shared[n], self._shapes[n], _fused_rule(self._family, n)) for n in self._names}
+        return {n: _slice(shared[n], shape, _fused_rule(self._family, n)) for n, shape in self._shapes.items()}
 
     def train(self, mode: bool = True) -> Subnet:
         super().train(mode)
@@ -99,12 +97,6 @@ class Subnet(nn.Module):
 
     def forward(self, *args, **kwargs):
         return functional_call(self.skeleton, self.tensors(), args, kwargs)
-
-
-@dataclass
-class SharingCheck:
-    ok: bool
-    problems: list[str]
 
 
 class SuperNetwork:
@@ -135,8 +127,7 @@ class SuperNetwork:
                     config = build_config(self.family, architecture, self.fixed)
                     with torch.device("meta"):
                         skeleton = build_model(config, self.task)
-                except Exception as exc:  # a combination the family refuses: the space's constraints exclude it anyway
-                    del exc
+                except Exception:  # a combination the family refuses: the space's constraints exclude it anyway
                     continue
                 for pname, tensor in [*skeleton.named_parameters(), *skeleton.named_buffers()]:
                     big = shared.get(pname)
