@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from nas.errors import BadInput, ResumeError, user_path
 from nas.settings import ObjectiveConfig, ParallelConfig, TrainerConfig
 from nas.strategies.spec import STRATEGIES, strategy_spec
 from nas.tasks import TASKS, TaskConfig, task_spec
@@ -38,7 +39,7 @@ class SearchSpaceConfig:
     fixed: Dict[str, Any] = field(default_factory=dict)  # config attributes set for every candidate
 
     def validate(self, task: str | None = None) -> None:
-        """Raise ValueError naming the first setting that cannot work, before any data is read: the family
+        """Raise SpaceError (a BadInput) naming the first setting that cannot work, before any data is read: the family
         (and whether it fits ``task``), its attributes, the choice lists, max_params and the initial architecture.
         Constraints that need the task's data (parameter counts) are checked when the space is built."""
         from nas.models import check_attribute_values, get_family, validate_attributes
@@ -71,11 +72,11 @@ class TrackingConfig:
 
     def validate(self) -> None:
         if not self.uri:
-            raise ValueError("tracking.uri is empty; give an MLflow store (sqlite:///outputs/mlflow.db, http://host:5000)")
+            raise BadInput("tracking.uri is empty; give an MLflow store (sqlite:///outputs/mlflow.db, http://host:5000)")
         if not self.experiment_name:
-            raise ValueError("tracking.experiment_name is empty")
+            raise BadInput("tracking.experiment_name is empty")
         if not math.isfinite(self.retry_seconds) or self.retry_seconds < 0:
-            raise ValueError(f"tracking.retry_seconds must be a finite number >= 0, got {self.retry_seconds}")
+            raise BadInput(f"tracking.retry_seconds must be a finite number >= 0, got {self.retry_seconds}")
 
 
 @dataclass
@@ -90,11 +91,11 @@ class FidelityConfig:
 
     def validate(self, max_steps: int) -> None:
         if any(not 0 < s < max_steps for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
-            raise ValueError(f"fidelity.steps must be increasing steps between 0 and trainer.max_steps={max_steps}, got {list(self.steps)}")
+            raise BadInput(f"fidelity.steps must be increasing steps between 0 and trainer.max_steps={max_steps}, got {list(self.steps)}")
         if not 0 < self.promote <= 1:
-            raise ValueError(f"fidelity.promote must be in (0, 1], got {self.promote}")
+            raise BadInput(f"fidelity.promote must be in (0, 1], got {self.promote}")
         if self.min_peers < 1:
-            raise ValueError(f"fidelity.min_peers must be >= 1, got {self.min_peers}")
+            raise BadInput(f"fidelity.min_peers must be >= 1, got {self.min_peers}")
 
 
 @dataclass
@@ -175,7 +176,7 @@ class FinalConfig:
 def shipped_data(relative: str) -> str:
     path = DATA_DIR / relative
     if not path.exists():
-        raise FileNotFoundError(f"shipped data file '{relative}' not found under {DATA_DIR}")
+        raise BadInput(f"shipped data file '{relative}' not found under {DATA_DIR}")
     return str(path)
 
 
@@ -256,8 +257,8 @@ def check_saved_config(raw: Any, where: str) -> None:
     for text in strings(OmegaConf.to_container(raw, resolve=False)):
         foreign = set(_RESOLVER.findall(text)) - SAVED_CONFIG_RESOLVERS
         if foreign:
-            raise ValueError(f"{where}: the saved config uses the resolver {sorted(foreign)} in '{text}'; "
-                             f"a saved search config may only use {sorted(SAVED_CONFIG_RESOLVERS)}")
+            raise BadInput(f"{where}: the saved config uses the resolver {sorted(foreign)} in '{text}'; "
+                           f"a saved search config may only use {sorted(SAVED_CONFIG_RESOLVERS)}")
 
 
 _RUN_REFERENCE = re.compile(r"^(?:runs:/)?([0-9a-f]{32})/?$")
@@ -281,9 +282,9 @@ def check_settings(config: Config) -> None:
     config.parallel.validate()
     config.tracking.validate()
     if config.budget is not None and config.budget < 1:
-        raise ValueError(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
+        raise BadInput(f"budget must be >= 1 (or null: until ppo.iterations are done), got {config.budget}")
     if config.budget is None and (config.strategy != "ppo" or config.ppo.iterations is None):
-        raise ValueError("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
+        raise BadInput("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
     config.task.validate()
 
 
@@ -296,13 +297,14 @@ def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:
     from omegaconf import OmegaConf
 
     if overrides:
-        raise ValueError(f"resume={run_dir} continues the search with its saved config; drop the other overrides: {' '.join(overrides)}")
+        raise ResumeError(f"resume={run_dir} continues the search with its saved config; drop the other overrides: {' '.join(overrides)}")
     if not Path(run_dir).is_dir():
-        raise ValueError(f"resume: '{run_dir}' is not a directory; resume takes the output directory of a search started with `nas`")
+        raise ResumeError(f"resume: '{run_dir}' is not a directory; resume takes the output directory of a search started with `nas`")
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
-        raise ValueError(f"resume: '{path}' does not exist; resume takes the output directory of a search started with `nas`")
-    raw = OmegaConf.load(path)
+        raise ResumeError(f"resume: '{path}' does not exist; resume takes the output directory of a search started with `nas`")
+    with user_path("resume"):
+        raw = OmegaConf.load(path)
     check_saved_config(raw, f"resume: '{path}'")
     config = to_typed(raw)
     config.resume = str(run_dir)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from nas.errors import BadInput
 from nas.folders import serialized, write_atomically
 from nas.settings import PPOConfig
 from nas.space import SearchSpace
@@ -15,7 +16,7 @@ from nas.space import SearchSpace
 CONTROLLER_FORMAT = "nas-ppo-controller/1"
 
 
-class ControllerError(ValueError):
+class ControllerError(BadInput):
     """A warm-start controller that is missing, not a controller, or made for another search space."""
 
 

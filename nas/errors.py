@@ -1,8 +1,9 @@
 """What the ``nas`` and ``nas-final`` commands tell the user when a run cannot start or cannot go on.
 
 Kept free of heavy imports: the commands classify errors before torch or MLflow are loaded.
-Bad input (a config key, a value, a data file, a resume target) is reported in one message that
-names it, without a traceback; anything else is a bug and keeps its traceback.
+Bad input (``BadInput``, and Hydra's and OmegaConf's errors while composing the config) is reported
+in one message that names the key, value or file, without a traceback; anything else, a ValueError
+or an OSError included, is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,38 @@ EXIT_STOPPED = 1  # the search started but could not go on (its tracking store w
 EXIT_BAD_INPUT = 2  # nothing ran: fix the named key, value or file
 
 
-class ResumeError(ValueError):
+class BadInput(ValueError):
+    """The user's input is wrong: a config key or value, a data file, a resume target, a missing optional extra.
+
+    Raised where the input is checked, with a message that names the key, value or file; the commands print that
+    message alone and exit 2. A ValueError, so callers that catch ValueError (and ``pytest.raises(ValueError)``)
+    still catch it."""
+
+
+class UnusablePath(BadInput):
+    """A file or folder the user named cannot be opened, read or written: the OSError raised where it is opened,
+    named by the setting that names it (``task.train_file: Permission denied: '/data/train.csv'``)."""
+
+    def __init__(self, error: OSError, key: str = ""):
+        text = f"{error.strerror}: '{error.filename}'" if error.strerror and error.filename else str(error)
+        super().__init__(f"{key}: {text}" if key else text)
+
+
+@contextmanager
+def user_path(key: str = "") -> Iterator[None]:
+    """Around opening a file or folder the user named (with setting ``key``): an OSError there is an UnusablePath."""
+    try:
+        yield
+    except OSError as exc:
+        raise UnusablePath(exc, key) from None  # the message holds all the OSError says
+
+
+class MissingExtra(BadInput, ImportError):
+    """A setting needs an optional extra that is not installed; the message says what to ``pip install``.
+    Still an ImportError, for callers that catch one."""
+
+
+class ResumeError(BadInput):
     """``resume`` points at something that is not an interrupted search of this config, or not this search's run."""
 
 
@@ -40,20 +72,19 @@ class SearchStopped(RuntimeError):
 
 
 def is_bad_input(exc: BaseException) -> bool:
-    """Errors raised while reading the config, the data or a resume target, before any candidate trained."""
+    """The user's mistake rather than a bug: a BadInput (also as a CallbackError's ``error``), an error Hydra, OmegaConf
+    or YAML raised composing the config, or a resume that replays differently (ReplayError)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
     from yaml import YAMLError
 
-    # ValueError: every validation in nas (DataError, SpaceError, ResumeError, ControllerError, validate()).
-    # OSError: unreadable or unwritable files and folders. ImportError: an optional extra not installed.
-    return isinstance(exc, (ValueError, OSError, ImportError, HydraException, OmegaConfBaseException, YAMLError, ReplayError))
+    if isinstance(exc, CallbackError):
+        exc = exc.error
+    return isinstance(exc, (BadInput, HydraException, OmegaConfBaseException, YAMLError, ReplayError))
 
 
 def describe(exc: BaseException) -> str:
     """One message for the user: the error's own text, its cause's when that says more, without internals."""
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        return f"{exc.strerror}: '{exc.filename}'"
     lines = [str(exc).strip() or type(exc).__name__]
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     if cause is not None and str(cause).strip() and str(cause).strip() not in lines[0]:
@@ -148,9 +179,9 @@ def reporting(prog: str) -> Iterator[None]:
         print(f"{prog}: search stopped: {describe(exc)}", file=sys.stderr)
         sys.exit(EXIT_STOPPED)
     except (Exception, CallbackError) as exc:
-        error = exc.error if isinstance(exc, CallbackError) else exc
-        if _wants_traceback() or not is_bad_input(error):
+        if _wants_traceback() or not is_bad_input(exc):
             raise
+        error = exc.error if isinstance(exc, CallbackError) else exc
         print(f"{prog}: error: {describe(error)}", file=sys.stderr)
         print(f"{prog}: (set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)

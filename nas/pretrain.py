@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
+from nas.errors import BadInput
 from nas.tasks import TASKS, task_spec
 from nas.tasks.base import epoch_batches
 from nas.tasks.cache import cached_encoding
@@ -23,9 +24,9 @@ def read_corpus(config: PretrainConfig, task_name: str) -> list[str]:
     """The unlabelled texts named by ``trainer.pretrain``, for a task whose spec says it can pre-train; checked before anything trains."""
     if not task_spec(task_name).pretraining:
         can = [name for name, spec in TASKS.items() if spec.pretraining]
-        raise ValueError(f"trainer.pretrain.steps={config.steps}: pre-training is for text tasks {can}, not '{task_name}'")
+        raise BadInput(f"trainer.pretrain.steps={config.steps}: pre-training is for text tasks {can}, not '{task_name}'")
     if not config.corpus_file:
-        raise ValueError(f"trainer.pretrain.steps={config.steps} needs trainer.pretrain.corpus_file (unlabelled text)")
+        raise BadInput(f"trainer.pretrain.steps={config.steps} needs trainer.pretrain.corpus_file (unlabelled text)")
     column = config.text_column
     return read_table(config.corpus_file, [column], "trainer.pretrain.corpus_file", nrows=config.corpus_size)[column].astype(str).tolist()
 
@@ -42,8 +43,8 @@ class PretrainingCorpus:
 
     def check(self, objective: str) -> None:
         if objective == "mlm" and self.tokenizer.mask_token_id is None:
-            raise ValueError("trainer.pretrain: masked-LM pre-training needs a tokenizer with a mask token "
-                             "(task.tokenizer=wordpiece has one; byte_bpe does not)")
+            raise BadInput("trainer.pretrain: masked-LM pre-training needs a tokenizer with a mask token "
+                           "(task.tokenizer=wordpiece has one; byte_bpe does not)")
 
     def batches(self, objective: str, seed: int) -> Iterator[dict[str, torch.Tensor]]:
         """Endless batches for ``objective`` (mlm | clm); the masking is seeded, so candidates see the same masks."""

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from nas.errors import BadInput
 from nas.tasks import task_spec
 from nas.tracking import MAX_PARAM_LENGTH, default_artifact_location, open_store, resolve_uri
 
@@ -52,7 +53,7 @@ def pip_requirements(task: str) -> list[str]:
     return pins
 
 
-class RunNotFound(LookupError):
+class RunNotFound(BadInput, LookupError):
     pass
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.errors import ReplayError  # noqa: F401 (re-exported: nas.search.ReplayError)
+from nas.errors import BadInput, ReplayError  # noqa: F401 (ReplayError re-exported: nas.search.ReplayError)
 from nas.evaluators import Evaluator, InlineEvaluator, Outcome, ParallelConfig, batch_state, evaluate_safely, make_evaluator
 from nas.space import Architecture, SearchSpace, architecture_key, as_space
 from nas.strategies import EvolutionConfig, PPOConfig, Proposal, Strategy, TPEConfig, make_strategy
@@ -84,7 +84,7 @@ Objective = Callable[[Architecture], "float | Outcome"]
 
 def check_direction(direction: str) -> None:
     if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+        raise BadInput(f"direction must be 'maximize' or 'minimize', got {direction!r}")
 
 
 def run_loop(
@@ -112,7 +112,7 @@ def run_loop(
     A strategy that proposes ``max_repeats`` architectures in a row that are not new (cached, or twice in a batch) is stopped.
     """
     if budget is not None and budget < 1:
-        raise ValueError(f"budget must be >= 1, got {budget}")
+        raise BadInput(f"budget must be >= 1, got {budget}")
     check_direction(direction)
     sign = 1.0 if direction == "maximize" else -1.0
     evaluator = evaluator or InlineEvaluator()

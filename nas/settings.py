@@ -2,7 +2,7 @@
 and the library API takes. Nothing heavy is imported here, so a config loads and is checked without torch,
 transformers or mlflow: a bad setting is reported in well under the time those imports take.
 
-Each ``validate()`` raises ValueError naming the first key that cannot work.
+Each ``validate()`` raises BadInput (nas.errors) naming the first key that cannot work.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
+
+from nas.errors import BadInput
 
 # -- training (nas/train.py) --------------------------------------------------------------------------------
 
@@ -44,7 +46,7 @@ class TrainerConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
+        """Raise BadInput naming the first setting that cannot work."""
         p = self.pretrain
         checks = [
             ("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
@@ -60,7 +62,7 @@ class TrainerConfig:
         for key, ok, expected in checks:
             if not ok:
                 value = getattr(p, key.split(".")[1]) if key.startswith("pretrain.") else getattr(self, key)
-                raise ValueError(f"trainer.{key} must be {expected}, got {value!r}")
+                raise BadInput(f"trainer.{key} must be {expected}, got {value!r}")
 
 
 def _positive(x: float) -> bool:
@@ -82,14 +84,14 @@ class ParallelConfig:
 
     def validate(self) -> None:
         if self.workers < 1:
-            raise ValueError(f"parallel.workers must be >= 1, got {self.workers}")
+            raise BadInput(f"parallel.workers must be >= 1, got {self.workers}")
         if self.backend not in ("process", "ray"):
-            raise ValueError(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
+            raise BadInput(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
         if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
-            raise ValueError(f"parallel.memory_limit_mb must be >= 1 (or null), got {self.memory_limit_mb}")
+            raise BadInput(f"parallel.memory_limit_mb must be >= 1 (or null), got {self.memory_limit_mb}")
         if self.memory_limit_mb is not None and self.backend != "process":
-            raise ValueError("parallel.memory_limit_mb limits local worker processes (parallel.backend=process); "
-                             "on Ray, give tasks memory with Ray's own resources")
+            raise BadInput("parallel.memory_limit_mb limits local worker processes (parallel.backend=process); "
+                           "on Ray, give tasks memory with Ray's own resources")
 
 
 # -- the reward (nas/objectives.py) ------------------------------------------------------------------------
@@ -131,21 +133,21 @@ class ObjectiveConfig:
     weight: float = 0.07  # w: reward lost per e-fold of cost (over T in soft mode); unused in hard mode
 
     def validate(self) -> None:
-        """Raise ValueError naming the key of a bad value; the runner calls it before any training."""
+        """Raise BadInput naming the key of a bad value; the runner calls it before any training."""
         if self.cost is not None and self.cost not in COSTS:
-            raise ValueError(f"objective.cost must be one of {', '.join(COSTS)} or null, got {self.cost!r}")
+            raise BadInput(f"objective.cost must be one of {', '.join(COSTS)} or null, got {self.cost!r}")
         if self.mode not in MODES:
-            raise ValueError(f"objective.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise BadInput(f"objective.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"objective.weight must be a finite number >= 0, got {self.weight!r}")
+            raise BadInput(f"objective.weight must be a finite number >= 0, got {self.weight!r}")
         if self.cost is None:
             if self.target is not None:  # a budget that would silently do nothing
-                raise ValueError(f"objective.target={self.target} is set but objective.cost is null; name the cost it budgets")
+                raise BadInput(f"objective.target={self.target} is set but objective.cost is null; name the cost it budgets")
             return
         if self.target is None:
-            raise ValueError(f"objective.target is required when objective.cost={self.cost} (the budget, in {_COST_LABELS[self.cost]})")
+            raise BadInput(f"objective.target is required when objective.cost={self.cost} (the budget, in {_COST_LABELS[self.cost]})")
         if not (math.isfinite(self.target) and self.target > 0):
-            raise ValueError(f"objective.target must be a finite number > 0, got {self.target!r}")
+            raise BadInput(f"objective.target must be a finite number > 0, got {self.target!r}")
 
     @property
     def enabled(self) -> bool:
@@ -194,9 +196,9 @@ class EvolutionConfig:
 
     def validate(self) -> None:
         if self.population_size < 1:
-            raise ValueError(f"evolution.population_size must be >= 1, got {self.population_size}")
+            raise BadInput(f"evolution.population_size must be >= 1, got {self.population_size}")
         if not 1 <= self.sample_size <= self.population_size:
-            raise ValueError(f"evolution.sample_size must be in [1, evolution.population_size={self.population_size}], got {self.sample_size}")
+            raise BadInput(f"evolution.sample_size must be in [1, evolution.population_size={self.population_size}], got {self.sample_size}")
 
 
 @dataclass
@@ -209,7 +211,7 @@ class TPEConfig:
     def validate(self) -> None:
         for key in ("n_startup_trials", "n_ei_candidates", "max_retries"):
             if getattr(self, key) < (0 if key == "n_startup_trials" else 1):
-                raise ValueError(f"tpe.{key} must be >= {0 if key == 'n_startup_trials' else 1}, got {getattr(self, key)}")
+                raise BadInput(f"tpe.{key} must be >= {0 if key == 'n_startup_trials' else 1}, got {getattr(self, key)}")
 
 
 @dataclass
@@ -241,7 +243,7 @@ class PPOConfig:
     init_from: Optional[str] = None  # warm start: an earlier search's controller.pt (the CLI also takes its run dir or MLflow run id)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work."""
+        """Raise BadInput naming the first setting that cannot work."""
         checks = [
             ("iterations", self.iterations is None or self.iterations >= 1, ">= 1 (or null)"),
             ("population_size", self.population_size >= 1, ">= 1"), ("horizon", self.horizon >= 1, ">= 1"),
@@ -265,6 +267,6 @@ class PPOConfig:
         ]
         for key, ok, expected in checks:
             if not ok:
-                raise ValueError(f"ppo.{key} must be {expected}, got {getattr(self, key)!r}")
+                raise BadInput(f"ppo.{key} must be {expected}, got {getattr(self, key)!r}")
         if self.screening > 1 and self.env != "controller":
-            raise ValueError(f"ppo.screening={self.screening} needs ppo.env=controller (the ensemble scores complete architectures)")
+            raise BadInput(f"ppo.screening={self.screening} needs ppo.env=controller (the ensemble scores complete architectures)")

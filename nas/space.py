@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.errors import BadInput
+
 Architecture = dict[str, Any]
 Encoding = tuple[int, ...]
 
 
-class SpaceError(ValueError):
+class SpaceError(BadInput):
     """A search space that cannot be searched (empty, duplicated or unsatisfiable choices)."""
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from nas.errors import BadInput
 from nas.models import build_config, build_model
 from nas.space import Architecture, SearchSpace
 
@@ -35,7 +36,7 @@ FUSED: dict[str, dict[str, tuple[int, int]]] = {  # family -> parameter name suf
 }
 
 
-class WeightSharingError(ValueError):
+class WeightSharingError(BadInput):
     """The space cannot share weights (raised before any training, naming why)."""
 
 

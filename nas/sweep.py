@@ -21,10 +21,12 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from nas.errors import BadInput, CallbackError, describe, is_bad_input
+
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
-class SweepJobError(ValueError):
+class SweepJobError(BadInput):
     """A job of the sweep has bad input (its key, value or file); nothing of the sweep ran."""
 
     job_error: Exception | None = None  # the job's own error
@@ -74,7 +76,6 @@ def check_sweep(config: Any) -> int:
     SweepJobError naming the first bad job, its swept values and the error. Returns the number of jobs checked."""
     from omegaconf import OmegaConf
 
-    from nas.errors import describe, is_bad_input
     from nas.runner import validate_config
 
     if OmegaConf.select(config, "hydra.sweeper._target_") != BASIC_SWEEPER:
@@ -110,8 +111,6 @@ class CheckSweep(Callback):
     """Hydra callback: every job of a multirun is checked before the first one starts (``check_sweep``)."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        from nas.errors import CallbackError
-
         try:
             check_sweep(config)
         except SweepJobError as exc:  # Hydra would only warn of an Exception from a callback, and start the sweep

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from nas.errors import BadInput
 from nas.settings import PretrainConfig, TrainerConfig, _positive  # noqa: F401 (re-exported: nas.train's settings)
 from nas.tasks.base import Task
 
@@ -46,14 +47,14 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"trainer.device={name!r} is not a device nas trains on; use auto, cpu, cuda, cuda:N or mps")
+        raise BadInput(f"trainer.device={name!r} is not a device nas trains on; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu or auto")
+        raise BadInput(f"trainer.device={name!r} but CUDA is not available; use trainer.device=cpu or auto")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"trainer.device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s): "
-                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        raise BadInput(f"trainer.device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                       f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"trainer.device={name!r} but MPS is not available; use trainer.device=cpu or auto")
+        raise BadInput(f"trainer.device={name!r} but MPS is not available; use trainer.device=cpu or auto")
     return device
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Optional
 
+from nas.errors import BadInput
+
 
 @dataclass(frozen=True)
 class StrategySpec:
@@ -30,7 +32,7 @@ class StrategySpec:
         """``value`` (the settings dataclass, a dict of its fields, or None: the defaults) as the settings dataclass."""
         if self.settings is None:
             if value:
-                raise ValueError(f"strategy '{self.name}' has no settings; got {value!r}")
+                raise BadInput(f"strategy '{self.name}' has no settings; got {value!r}")
             return None
         settings = value if is_dataclass(value) else self.settings(**dict(value or {}))
         if hasattr(settings, "validate"):
@@ -60,7 +62,7 @@ def strategy_spec(name: str) -> StrategySpec:
     try:
         return STRATEGIES[str(name)]
     except KeyError:
-        raise ValueError(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}") from None
+        raise BadInput(f"unknown strategy '{name}'; choose one of {', '.join(STRATEGIES)}") from None
 
 
 def settings_keys() -> Mapping[str, type]:

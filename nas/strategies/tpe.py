@@ -13,6 +13,7 @@ from collections import deque
 
 import numpy as np
 
+from nas.errors import MissingExtra
 from nas.settings import TPEConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, UnseenSampler
@@ -22,7 +23,7 @@ def _import_optuna():
     try:
         import optuna
     except ImportError as exc:
-        raise ImportError("strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]' (or pip install optuna)") from exc
+        raise MissingExtra("strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]' (or pip install optuna)") from exc
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

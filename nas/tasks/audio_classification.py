@@ -15,6 +15,7 @@ import torch
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
+from nas.errors import BadInput
 from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
@@ -73,7 +74,7 @@ class AudioClassificationTask:
         """``test_files_split``: the split whose metrics report the ``test_files`` sets, ``validation`` (a search:
         reported, never the reward) or ``test`` (nas-final, with the ``test_file`` split when there is one)."""
         if metric not in METRICS:
-            raise ValueError(f"task.metric '{metric}' is not an audio_classification metric; choose one of {list(METRICS)}")
+            raise BadInput(f"task.metric '{metric}' is not an audio_classification metric; choose one of {list(METRICS)}")
         if test_files_split not in ("validation", "test"):
             raise ValueError(f"test_files_split must be 'validation' or 'test', not {test_files_split!r}")
         self.test_files_split = test_files_split

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from nas.errors import BadInput
+
 
 class Task(Protocol):
     name: str  # its registered name (nas.tasks.TASKS): the spec names its Auto model class
@@ -34,7 +36,7 @@ def eval_split(splits: dict[str, Any], split: str) -> Any:
     """The evaluation data of ``split``, or an error naming the splits the task has."""
     if split not in splits:
         hint = " (the task was built without a test split: set task.test_file)" if split == "test" else ""
-        raise ValueError(f"no '{split}' split to evaluate on{hint}; the task has {sorted(splits)}")
+        raise BadInput(f"no '{split}' split to evaluate on{hint}; the task has {sorted(splits)}")
     return splits[split]
 
 
@@ -79,7 +81,7 @@ def label_fields(labels: list, names: dict[str, str] | None = None) -> dict[str,
     by_text = {str(value): name for value, name in (names or {}).items()}  # 1 on the command line, "1" in a CSV: one label
     named = [by_text.get(str(label), str(label)) for label in labels]
     if len(set(named)) < len(named):
-        raise ValueError(f"task.label_names: two classes would have one name ({dict(zip(map(str, labels), named))}); give each its own")
+        raise BadInput(f"task.label_names: two classes would have one name ({dict(zip(map(str, labels), named))}); give each its own")
     return {"num_labels": len(labels), "id2label": dict(enumerate(named)), "label2id": {name: i for i, name in enumerate(named)}}
 
 

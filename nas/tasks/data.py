@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nas.errors import BadInput
+
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(BadInput):
     """A data file that is missing, unreadable, empty or lacks a named column."""
 
 

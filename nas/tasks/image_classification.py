@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from transformers import ViTImageProcessorPil
 
+from nas.errors import BadInput
 from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
@@ -54,7 +55,7 @@ class ImageClassificationTask:
                  val_size: int | None, image_size: int, num_channels: int, metric: str, test_file: str | None = None,
                  test_size: int | None = None, label_names: dict[Any, str] | None = None):
         if metric not in METRICS:
-            raise ValueError(f"task.metric '{metric}' is not an image_classification metric; choose one of {list(METRICS)}")
+            raise BadInput(f"task.metric '{metric}' is not an image_classification metric; choose one of {list(METRICS)}")
         self.metric, self.label_names = metric, label_names
         self.image_size, self.num_channels = image_size, num_channels
         train_x, train_y = read_images(train_file, image_column, label_column, train_size, image_size, num_channels, "task.train_file")

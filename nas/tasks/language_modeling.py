@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from nas.errors import BadInput
 from nas.tasks.base import epoch_batches, eval_split
 from nas.tasks.data import DataError, read_table
 from nas.tasks.tokenizer import train_tokenizer
@@ -21,7 +22,7 @@ class LanguageModelingTask:
                  max_length: int, tokenizer: str, vocab_size: int, metric: str = "perplexity", tokenizer_texts: Sequence[str] = (),
                  test_file: str | None = None, test_size: int | None = None):
         if metric != "perplexity":
-            raise ValueError(f"task.metric '{metric}' is not a language_modeling metric; use 'perplexity'")
+            raise BadInput(f"task.metric '{metric}' is not a language_modeling metric; use 'perplexity'")
         self.metric = metric
         train = read_table(train_file, [text_column], "task.train_file", nrows=train_size)[text_column].astype(str).tolist()
         val = read_table(validation_file, [text_column], "task.validation_file", nrows=val_size)[text_column].astype(str).tolist()

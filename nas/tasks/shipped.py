@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from nas.errors import BadInput
 from nas.tasks.spec import TaskConfig, TaskSpec, check_at_least, register_task
 
 TOKENIZERS = ("wordpiece", "byte_bpe")  # trained on the training subset (nas/tasks/tokenizer.py)
@@ -24,7 +25,7 @@ class TokenizedTextConfig(TaskConfig):
         super().validate()
         check_at_least(self, 1, "max_length", "vocab_size")
         if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"task.tokenizer must be one of {list(TOKENIZERS)}, got {self.tokenizer!r}")
+            raise BadInput(f"task.tokenizer must be one of {list(TOKENIZERS)}, got {self.tokenizer!r}")
 
 
 @dataclass
@@ -45,7 +46,7 @@ class LanguageModelingConfig(TokenizedTextConfig):
     def validate(self) -> None:
         super().validate()
         if self.max_length < 2:  # a 1-token block has no next token to predict
-            raise ValueError(f"task.max_length must be >= 2 for language_modeling (tokens per block), got {self.max_length}")
+            raise BadInput(f"task.max_length must be >= 2 for language_modeling (tokens per block), got {self.max_length}")
 
 
 @dataclass
@@ -75,7 +76,7 @@ class ImageClassificationConfig(TaskConfig):
         super().validate()
         check_at_least(self, 1, "image_size")
         if self.num_channels not in (1, 3):
-            raise ValueError(f"task.num_channels must be 1 (grey) or 3 (RGB), got {self.num_channels!r}")
+            raise BadInput(f"task.num_channels must be 1 (grey) or 3 (RGB), got {self.num_channels!r}")
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
+from nas.errors import BadInput
+
 
 @dataclass
 class TaskConfig:
@@ -31,27 +33,27 @@ class TaskConfig:
     metric: str = MISSING  # the metric the reward comes from: one of the task's metrics
 
     def validate(self) -> None:
-        """Raise ValueError naming the first setting that cannot work (before any data is read).
+        """Raise BadInput naming the first setting that cannot work (before any data is read).
         nas.tasks.make_task calls it; the files themselves are checked as they are read.
         A subclass checks its own settings after these."""
         spec = task_spec(self.name)
         for key in ("train_file", "validation_file"):
             if not getattr(self, key):
-                raise ValueError(f"task.{key} is empty; name a data file")
+                raise BadInput(f"task.{key} is empty; name a data file")
         for key in ("train_size", "val_size", "test_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise ValueError(f"task.{key} must be >= 1 (the first N examples) or null (all of them), got {value}")
+                raise BadInput(f"task.{key} must be >= 1 (the first N examples) or null (all of them), got {value}")
         if self.metric not in spec.metrics:
-            raise ValueError(f"task.metric '{self.metric}' is not a {spec.name} metric; choose one of {list(spec.metrics)}")
+            raise BadInput(f"task.metric '{self.metric}' is not a {spec.name} metric; choose one of {list(spec.metrics)}")
         for key in spec.columns:
             if not getattr(self, key):
-                raise ValueError(f"task.{key} is empty; {spec.name} needs it to name a column of the data files")
+                raise BadInput(f"task.{key} is empty; {spec.name} needs it to name a column of the data files")
         for i, key in enumerate(spec.columns):  # one column read twice
             for other in spec.columns[i + 1:]:
                 if getattr(self, key) == getattr(self, other):
-                    raise ValueError(f"task.{key} and task.{other} both name column '{getattr(self, key)}'; "
-                                     "they must name two different columns")
+                    raise BadInput(f"task.{key} and task.{other} both name column '{getattr(self, key)}'; "
+                                   "they must name two different columns")
 
     def as_kwargs(self, with_test: bool) -> dict[str, Any]:
         """The settings as keyword arguments of the task's class (every field but ``name``); without ``with_test``
@@ -63,10 +65,10 @@ class TaskConfig:
 
 
 def check_at_least(config: Any, minimum: int, *keys: str) -> None:
-    """Each of ``keys`` (settings of ``config``) is at least ``minimum``, or a ValueError names the first that is not."""
+    """Each of ``keys`` (settings of ``config``) is at least ``minimum``, or a BadInput names the first that is not."""
     for key in keys:
         if getattr(config, key) < minimum:
-            raise ValueError(f"task.{key} must be >= {minimum}, got {getattr(config, key)!r}")
+            raise BadInput(f"task.{key} must be >= {minimum}, got {getattr(config, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 def task_spec(name: str) -> TaskSpec:
     spec = TASKS.get(name)
     if spec is None:
-        raise ValueError(f"task.name '{name}' is unknown; choose one of {sorted(TASKS)}")
+        raise BadInput(f"task.name '{name}' is unknown; choose one of {sorted(TASKS)}")
     return spec
 
 

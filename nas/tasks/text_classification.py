@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nas.errors import BadInput
 from nas.tasks.base import LocalCache, classification_metrics, epoch_batches, eval_split, first_rows, label_fields
 from nas.tasks.cache import cached_encoding
 from nas.tasks.data import DataError, check_class_labels, check_label_types, check_same_label_kinds, read_table
@@ -24,9 +25,9 @@ class TextClassificationTask:
                  tokenizer_texts: Sequence[str] = (), test_file: str | None = None, test_size: int | None = None,
                  label_names: dict[Any, str] | None = None):
         if metric not in METRICS:
-            raise ValueError(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
+            raise BadInput(f"task.metric '{metric}' is not a text_classification metric; choose one of {list(METRICS)}")
         if not label_column:
-            raise ValueError("task.label_column must name the label column for text_classification")
+            raise BadInput("task.label_column must name the label column for text_classification")
         self.metric, self.label_names = metric, label_names
         train = read_table(train_file, [text_column, label_column], "task.train_file", nrows=train_size)
         val = read_table(validation_file, [text_column, label_column], "task.validation_file", nrows=val_size)

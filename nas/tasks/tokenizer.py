@@ -6,9 +6,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from tokenizers.processors import TemplateProcessing
 from transformers import PreTrainedTokenizerFast
 
+from nas.errors import BadInput
 from nas.tasks.cache import cache_on, cached, digest
 from nas.tasks.shipped import TOKENIZERS  # the names task.tokenizer accepts, checked with the settings
-
 
 # How each kind's trained tokenizer is wrapped for transformers: its special tokens.
 SPECIAL_TOKENS = {
@@ -21,7 +21,7 @@ def train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrainedT
     """A ``kind`` tokenizer trained on ``texts``; from the set-up cache (nas.tasks.cache) when it holds one trained
     on the same texts with the same settings (a tokenizer's JSON holds all of it: the same tokenizer)."""
     if kind not in SPECIAL_TOKENS:
-        raise ValueError(f"task.tokenizer '{kind}' is unknown; choose one of {list(TOKENIZERS)}")
+        raise BadInput(f"task.tokenizer '{kind}' is unknown; choose one of {list(TOKENIZERS)}")
     key = digest(kind, vocab_size, texts) if cache_on() else ""
     trained = cached("tokenizer", key + ".json", lambda data: Tokenizer.from_str(data.decode()), lambda tok: tok.to_str().encode(),
                      lambda: _train(kind, texts, vocab_size))

@@ -14,6 +14,7 @@ import sacrebleu
 import torch
 from transformers import DynamicCache, EncoderDecoderCache
 
+from nas.errors import BadInput
 from nas.tasks.base import epoch_batches, eval_split
 from nas.tasks.cache import cache_on, cached_tensors, tokenizer_state
 from nas.tasks.data import read_table
@@ -32,11 +33,11 @@ class TranslationTask:
                  metric: str = "chrf", max_new_tokens: int = 48, tokenizer_texts: Sequence[str] = (),
                  test_file: str | None = None, test_size: int | None = None):
         if metric not in METRICS:
-            raise ValueError(f"task.metric '{metric}' is not a translation metric; choose one of {list(METRICS)}")
+            raise BadInput(f"task.metric '{metric}' is not a translation metric; choose one of {list(METRICS)}")
         if max_length < 2:
-            raise ValueError(f"task.max_length must be at least 2 tokens (one text token and the end of sequence), not {max_length}")
+            raise BadInput(f"task.max_length must be at least 2 tokens (one text token and the end of sequence), not {max_length}")
         if max_new_tokens < 1:
-            raise ValueError(f"task.max_new_tokens must be at least 1, not {max_new_tokens}")
+            raise BadInput(f"task.max_new_tokens must be at least 1, not {max_new_tokens}")
         self.metric, self.max_length, self.max_new_tokens = metric, max_length, max_new_tokens
         columns = [source_column, target_column]
         train = read_table(train_file, columns, "task.train_file", nrows=train_size).astype(str)
@@ -49,7 +50,7 @@ class TranslationTask:
         tok = self.tokenizer
         self.eos_token_id = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
         if self.eos_token_id is None or tok.pad_token_id is None:
-            raise ValueError(f"task.tokenizer '{tokenizer}' has no end-of-sequence or padding token")
+            raise BadInput(f"task.tokenizer '{tokenizer}' has no end-of-sequence or padding token")
         self.train = self._encode(sources, targets)
         # Held-out pairs sorted by source length: generation then pads little. The order changes no metric.
         self.splits: dict[str, tuple[dict[str, torch.Tensor], list[str]]] = {}
