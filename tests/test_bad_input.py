@@ -538,3 +538,78 @@ def test_whole_number_float_labels_and_few_float_labels_are_classes(tmp_path):
         check_class_labels([i / 2 for i in range(MAX_FLOAT_CLASSES + 1)], "label", "f.csv", "task.train_file")
     with pytest.raises(DataError, match="holds NaN labels"):
         check_class_labels(np.array([0.0, np.nan, 1.0]).tolist(), "label", "f.npz", "task.train_file", what="label array")
+
+
+# -- a bug is not bad input: its traceback is shown --------------------------------------------------------------
+
+@pytest.mark.parametrize("bug", [ValueError("a bug's ValueError"), FileNotFoundError(2, "No such file or directory", "/internal/state.json")],
+                         ids=["ValueError", "OSError"])
+def test_a_plain_error_inside_the_command_keeps_its_traceback(bug, tmp_path, monkeypatch, capsys):
+    # Only BadInput (and Hydra's composition errors) is the user's: a ValueError or an OSError from nas's own code is a bug.
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("NAS_TRACEBACK", raising=False)
+
+    def buggy_check(config):
+        raise bug
+
+    monkeypatch.setattr(nas.cli, "check_settings", buggy_check)
+    with pytest.raises(type(bug)) as raised:  # not SystemExit(2): the console script prints the traceback
+        run_cli(monkeypatch, f"hydra.run.dir={tmp_path / 'run'}", *TINY, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    assert raised.value is bug
+    assert "nas: error:" not in capsys.readouterr().err
+
+
+def test_the_console_command_shows_a_bugs_traceback():
+    # The reporting path itself, in a fresh interpreter as the console script runs it (nas.errors alone: no heavy imports).
+    program = ("from nas.errors import run_command\n"
+               "def search():\n"
+               "    raise ValueError('not the user input: a bug')\n"
+               "run_command(search, 'nas')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "NAS_TRACEBACK")}
+    proc = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.returncode != EXIT_BAD_INPUT, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr and "in search" in proc.stderr, proc.stderr
+    assert proc.stderr.rstrip().endswith("ValueError: not the user input: a bug") and "nas: error:" not in proc.stderr
+
+
+def test_which_errors_are_bad_input():
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ValidationError
+    from yaml import YAMLError
+
+    from nas.controller import ControllerError
+    from nas.errors import BadInput, CallbackError, MissingExtra, ReplayError, ResumeError, SearchStopped, UnusablePath, is_bad_input
+    from nas.space import SpaceError
+    from nas.sweep import SweepJobError
+    from nas.tasks.data import DataError
+
+    user = [BadInput("x"), DataError("x"), SpaceError("x"), ControllerError("x"), ResumeError("x"), SweepJobError("x"),
+            MissingExtra("x"), CallbackError(BadInput("x")), ConfigCompositionException("x"), ValidationError("x"), YAMLError("x"),
+            ReplayError("x")]
+    bugs = [ValueError("x"), OSError(2, "No such file or directory", "f"), ImportError("x"), KeyError("x"), TypeError("x"),
+            RuntimeError("x"), CallbackError(ValueError("x")), SearchStopped("x")]
+    assert [e for e in user if not is_bad_input(e)] == []
+    assert [e for e in bugs if is_bad_input(e)] == []
+    assert isinstance(BadInput("x"), ValueError) and isinstance(MissingExtra("x"), ImportError)  # what callers caught before
+    assert not isinstance(UnusablePath(OSError(13, "Permission denied", "f")), OSError)  # a run's own OSError stops it, not this
+
+
+def test_a_user_named_file_that_cannot_be_opened_is_bad_input_naming_it(tmp_path):
+    from nas.errors import UnusablePath, describe, user_path
+
+    missing = tmp_path / "corpus.txt"
+    with pytest.raises(UnusablePath) as raised, user_path("trainer.pretrain.corpus_file"):
+        missing.read_text()
+    assert describe(raised.value) == f"trainer.pretrain.corpus_file: No such file or directory: '{missing}'"
+
+
+def test_a_missing_optional_extra_is_one_message_with_its_install_hint(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("NAS_TRACEBACK", raising=False)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError, as when the tpe extra is not installed
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(monkeypatch, f"hydra.run.dir={tmp_path / 'run'}", *TINY, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "strategy=tpe")
+    err = capsys.readouterr().err
+    assert exit_.value.code == EXIT_BAD_INPUT, err
+    assert "nas: error: strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]'" in err and "Traceback" not in err, err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run").exists()  # found before anything is logged or kept
