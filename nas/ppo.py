@@ -42,6 +42,12 @@ class ValueNetwork(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
+def next_values(values: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+    """V(s_{t+1}) for transitions laid end to end, episode after episode: the next entry's value within an
+    episode, 0 after an episode's last step (it ends in a terminal state: nothing to bootstrap)."""
+    return torch.cat([values[1:], torch.zeros(1)]) * (1 - dones)
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_values: torch.Tensor, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over a flat sequence of transitions.
 

@@ -51,7 +51,8 @@ def test_cli_search_writes_outputs_and_mlflow_runs(tmp_path, sqlite_uri):
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.params["ppo.horizon"] == "2" and parent.data.params["trainer.max_steps"] == "4"
-    assert {"best_reward", "policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance", "reward_mean"} <= set(parent.data.metrics)
+    assert {"best_reward", "ppo/policy_loss", "ppo/value_loss", "ppo/entropy", "ppo/approx_kl", "ppo/clipfrac", "ppo/explained_variance",
+            "ppo/reward_mean"} <= set(parent.data.metrics)
     assert len(client.get_metric_history(parent.info.run_id, "best_reward")) == 5
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {".hydra", "best", "candidates.jsonl"} <= parent_artifacts

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nas.ppo import clipped_policy_loss, explained_variance, gae, normalize, value_loss
+from nas.ppo import clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
 
 # One episode of 3 steps then a 1-step episode: r, V(s), done.
 REWARDS = torch.tensor([1.0, 0.0, 2.0, 0.5])
@@ -13,6 +13,11 @@ VALUES = torch.tensor([0.5, 1.0, 1.5, 0.2])
 DONES = torch.tensor([0.0, 0.0, 1.0, 1.0])
 NEXT_VALUES = torch.tensor([1.0, 1.5, 0.0, 0.0])  # V(s_{t+1}) within each episode
 GAMMA = 0.9
+
+
+def test_next_values_bootstrap_within_each_episode_only():
+    # The episodes lie end to end: V(s_{t+1}) is the next entry's value, 0 after an episode's last step.
+    torch.testing.assert_close(next_values(VALUES, DONES), NEXT_VALUES)
 
 
 def test_gae_lambda_one_is_monte_carlo_return_minus_value():

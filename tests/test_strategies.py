@@ -137,8 +137,9 @@ def test_ppo_logs_diagnostics_every_iteration():
     seen = []
     result = run_loop(space, strategy, quadratic, budget=None, on_iteration=seen.append)
     assert [s["iteration"] for s in seen] == [0, 1, 2]
-    assert set(seen[0]) >= {"reward_mean", "reward_max", "best_value", "policy_loss", "value_loss", "entropy",
-                           "approx_kl", "clipfrac", "explained_variance"}
+    assert set(seen[0]) >= {"iteration", "best_value", "ppo/reward_mean", "ppo/reward_max", "ppo/policy_loss", "ppo/value_loss",
+                            "ppo/entropy", "ppo/approx_kl", "ppo/clipfrac", "ppo/explained_variance", "ppo/model_r2"}
+    assert all(k.startswith("ppo/") for k in seen[0] if k not in ("iteration", "best_value"))  # one MLflow chart section
     assert seen[-1]["best_value"] == result.best_value
     assert 0 < len(result.history) <= 1 + 3 * 4 * 3
 
@@ -200,7 +201,7 @@ def test_model_based_updates_teach_the_policy_what_the_ensemble_rates_highly():
     for seed in range(3):
         strategy = make_strategy("ppo", space, seed=seed, ppo={"population_size": 8})
         run_loop(space, strategy, quadratic, budget=40)
-        rises += [s["model_reward_last"] - s["model_reward_first"] for s in strategy.iteration_stats if s["model_updates"]]
+        rises += [s["ppo/model_reward_last"] - s["ppo/model_reward_first"] for s in strategy.iteration_stats if s["ppo/model_updates"]]
     assert len(rises) >= 6 and sum(r > 0 for r in rises) >= 0.75 * len(rises), rises
 
 
@@ -246,7 +247,7 @@ def test_failures_count_as_the_worst_metric_seen_not_a_fixed_penalty():
     for stats in result.iterations:
         if stats["iteration"] in failed_iterations:
             ok = [e.value for e in result.history if e.ok and e.iteration <= stats["iteration"]]
-            assert stats["reward_min"] == pytest.approx(min(ok) - 0.1 * (max(ok) - min(ok)))
+            assert stats["ppo/reward_min"] == pytest.approx(min(ok) - 0.1 * (max(ok) - min(ok)))
 
 
 @pytest.mark.parametrize("strategy", nas.STRATEGIES)

@@ -7,8 +7,10 @@ step. Then:
 
 1. The value ensemble (``nas.surrogate.ValueEnsemble``, the search's value network) is refitted to
    every evaluation so far: M(architecture) with an uncertainty.
-2. One PPO update on the round's real episodes (GAE advantages from the critic V(s), clipped
-   surrogate, value loss, entropy bonus, minibatch epochs, gradient clipping).
+2. One PPO update on the round's real episodes, in CleanRL's order (``_ppo_update``): flatten the
+   episodes into one batch, GAE advantages and returns from the critic V(s), ``update_epochs``
+   passes over shuffled minibatches (clipped surrogate, value loss, entropy bonus, gradient
+   clipping), then the diagnostics.
 3. DyNA-PPO (Angermueller et al., ICLR 2020): while the ensemble is accurate enough (out-of-bag
    R^2 >= ``model_min_r2``), ``model_iterations`` more PPO updates on ``model_episodes`` simulated
    episodes each, rewarded by the ensemble's optimistic estimate (mean + ``exploration`` x std) of
@@ -20,6 +22,9 @@ share one scale); a failed candidate counts as the worst metric seen so far minu
 observed range (or ``failure_reward``, in the metric's units). ``modify`` episodes start from one of
 the ``start_pool`` best architectures evaluated so far; when every episode of a round is a dead end,
 the ensemble picks a restart among random unseen architectures.
+
+Each round appends its diagnostics to ``iteration_stats`` under ``ppo/`` (``ppo/policy_loss``,
+``ppo/approx_kl``, ``ppo/model_r2``, ...), next to the ``iteration`` and ``best_value`` the runner reads.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch
 
 from nas.controller import CONTROLLER_FORMAT, ControllerError, controller_mismatch, load_controller, write_controller
 from nas.env import ControllerEnv, State, make_env
-from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, normalize, value_loss
+from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
 from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
@@ -55,6 +60,43 @@ class Episode:
     values: list[float] = field(default_factory=list)
     proposal: Encoding | None = None
     on_policy: bool = True  # False when screening chose it: its log-probabilities are not the sampler's, so PPO skips it
+
+
+# What one PPO update reports: these averaged over its minibatches, then the critic's explained variance.
+MINIBATCH_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")
+UPDATE_STATS = (*MINIBATCH_STATS, "explained_variance")
+
+
+@dataclass
+class Batch:
+    """A PPO update's transitions laid end to end, episode after episode (CleanRL's b_ tensors)."""
+
+    obs: torch.Tensor
+    masks: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor  # log pi_theta_old(a|s), from the rollout
+    values: torch.Tensor  # V(s), from the rollout
+    rewards: torch.Tensor  # an episode's reward on its last step, 0 before
+    dones: torch.Tensor  # 1 on an episode's last step
+
+
+def flatten(episodes: list[tuple[Episode, float]]) -> Batch:
+    """The episodes' transitions in one batch, each episode rewarded on its last step."""
+    rollouts = [e for e, _ in episodes]
+    values = torch.tensor([v for e in rollouts for v in e.values])
+    rewards, dones = torch.zeros(len(values)), torch.zeros(len(values))
+    last_steps = np.cumsum([len(e.actions) for e in rollouts]) - 1
+    rewards[last_steps] = torch.tensor([r for _, r in episodes], dtype=torch.float32)
+    dones[last_steps] = 1.0
+    return Batch(
+        obs=torch.from_numpy(np.stack([o for e in rollouts for o in e.obs])),
+        masks=torch.from_numpy(np.stack([m for e in rollouts for m in e.masks])),
+        actions=torch.tensor([a for e in rollouts for a in e.actions]),
+        logprobs=torch.tensor([p for e in rollouts for p in e.logprobs]),
+        values=values,
+        rewards=rewards,
+        dones=dones,
+    )
 
 
 class _Excluded:
@@ -275,13 +317,13 @@ class PPOStrategy:
             return None
         return candidates[int(np.argmax(self._acquisition(candidates)))] if self.model_ready else candidates[0]
 
-    # -- learning -------------------------------------------------------------------------------
+    # -- learning: one iteration, once the round's last value is in ---------------------------------
     def _finish_round(self) -> None:
         c = self.config
         done = [v for v in self.values.values() if v is not None]
         low, high = min(done), max(done)
         failure = c.failure_reward if c.failure_reward is not None else low - 0.1 * (high - low)
-        center, scale = float(np.mean(done)), float(np.std(done)) or 1.0
+        center, scale = float(np.mean(done)), float(np.std(done)) or 1.0  # one reward scale for real and simulated episodes
         raw = [failure if v is None else v for v in self._round_values]
 
         # 1. The value ensemble: M(architecture) from every evaluation so far (failures at the failure value).
@@ -289,73 +331,87 @@ class PPOStrategy:
         r2 = self.model.fit([e for e, _ in told], [failure if v is None else v for _, v in told], seed=self.seed * 100_003 + self.iteration)
         self.model_ready = len(done) >= c.model_min_points and math.isfinite(r2) and r2 >= c.model_min_r2
 
-        # 2. PPO on the round's real episodes.
+        # 2. PPO on the round's real episodes (screened ones are off-policy: skipped).
         real = [(e, (v - center) / scale) for e, v in zip(self._round, raw) if e.on_policy]
-        log = self._ppo_update(real) if real else {}
+        update = self._ppo_update(real) if real else {}
 
         # 3. DyNA-PPO: PPO on simulated episodes while the ensemble is accurate enough.
-        model_rewards, model_updates = [], 0
-        if self.model_ready:
-            for _ in range(c.model_iterations):
-                episodes = [e for e in self._rollout(self._starts(c.model_episodes), self.values) if e.proposal is not None]
-                if not episodes:
-                    break
-                rewards = (self._acquisition([e.proposal for e in episodes]) - center) / scale
-                self._ppo_update(list(zip(episodes, rewards.tolist())))
-                model_rewards.append(float(rewards.mean()))
-                model_updates += 1
+        model_rewards = self._model_based_updates(center, scale) if self.model_ready else []
+
         nan = float("nan")
-        self.iteration_stats.append(
-            {
-                "iteration": self.iteration,
-                "reward_mean": float(np.mean(raw)),  # the metric of the round's candidates (failures at the failure value)
-                "reward_max": float(np.max(raw)),
-                "reward_min": float(np.min(raw)),
-                "best_value": self.incumbent[1] if self.incumbent else nan,
-                **{k: log.get(k, nan) for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac", "explained_variance")},
-                "transitions": sum(len(e.actions) for e, _ in real),
-                "candidates": len(raw),
-                "dead_ends": self._dead_ends,
-                "model_r2": r2,
-                "model_updates": model_updates,
-                "model_reward_first": model_rewards[0] if model_rewards else nan,  # standardised; rises as the policy learns
-                "model_reward_last": model_rewards[-1] if model_rewards else nan,
-            }
-        )
+        diagnostics = {
+            "reward_mean": float(np.mean(raw)),  # the metric of the round's candidates (failures at the failure value)
+            "reward_max": float(np.max(raw)),
+            "reward_min": float(np.min(raw)),
+            **{k: update.get(k, nan) for k in UPDATE_STATS},
+            "transitions": sum(len(e.actions) for e, _ in real),
+            "candidates": len(raw),
+            "dead_ends": self._dead_ends,
+            "model_r2": r2,
+            "model_updates": len(model_rewards),
+            "model_reward_first": model_rewards[0] if model_rewards else nan,  # standardised; rises as the policy learns
+            "model_reward_last": model_rewards[-1] if model_rewards else nan,
+        }
+        # ppo/: MLflow charts the diagnostics in a section of their own; the runner reads iteration and best_value.
+        self.iteration_stats.append({"iteration": self.iteration, "best_value": self.incumbent[1] if self.incumbent else nan,
+                                     **{f"ppo/{k}": v for k, v in diagnostics.items()}})
         self._round = None
         self.iteration += 1
 
-    def _ppo_update(self, batch: list[tuple[Episode, float]]) -> dict[str, float]:
-        """One PPO update on whole episodes, each rewarded on its last step."""
+    def _model_based_updates(self, center: float, scale: float) -> list[float]:
+        """Up to ``model_iterations`` PPO updates on simulated episodes rewarded by the ensemble's optimistic estimate,
+        standardised like the real rewards; each update's mean reward."""
         c = self.config
-        b_obs = torch.from_numpy(np.stack([o for e, _ in batch for o in e.obs]))
-        b_mask = torch.from_numpy(np.stack([m for e, _ in batch for m in e.masks]))
-        b_action = torch.tensor([a for e, _ in batch for a in e.actions])
-        b_logprob = torch.tensor([p for e, _ in batch for p in e.logprobs])
-        b_value = torch.tensor([v for e, _ in batch for v in e.values])
-        b_reward, b_done = torch.zeros(len(b_value)), torch.zeros(len(b_value))
-        last = np.cumsum([len(e.actions) for e, _ in batch]) - 1
-        b_reward[last] = torch.tensor([r for _, r in batch], dtype=torch.float32)
-        b_done[last] = 1.0
-        # Episode after episode, so s_{t+1}'s value is the next entry's (within an episode).
-        next_values = torch.cat([b_value[1:], torch.zeros(1)]) * (1 - b_done)
-        advantages, returns = gae(b_reward, b_value, b_done, next_values, c.gamma, c.gae_lambda)
-        n = len(advantages)
+        model_rewards = []
+        for _ in range(c.model_iterations):
+            episodes = [e for e in self._rollout(self._starts(c.model_episodes), self.values) if e.proposal is not None]
+            if not episodes:
+                break
+            rewards = (self._acquisition([e.proposal for e in episodes]) - center) / scale
+            self._ppo_update(list(zip(episodes, rewards.tolist())))
+            model_rewards.append(float(rewards.mean()))
+        return model_rewards
+
+    def _ppo_update(self, episodes: list[tuple[Episode, float]]) -> dict[str, float]:
+        """One PPO update, CleanRL's iteration after its rollout, on whole episodes each rewarded on its last step."""
+        c = self.config
+        # Flatten the batch first: episodes differ in length, so they lie end to end (CleanRL's b_ tensors), and
+        # the done flags keep GAE within each episode.
+        b = flatten(episodes)
+
+        # Bootstrap and GAE: every episode ends in a terminal state, so only V(s_{t+1}) within an episode counts.
+        b_advantages, b_returns = gae(b.rewards, b.values, b.dones, next_values(b.values, b.dones), c.gamma, c.gae_lambda)
+
+        # Optimize the policy and value network: update_epochs passes over shuffled minibatches.
+        stats = self._optimize(b, b_advantages, b_returns)
+
+        # How much of the returns' variance the rollout's V(s) explained (near 1: a good critic).
+        return {**stats, "explained_variance": explained_variance(b.values, b_returns)}
+
+    def _optimize(self, b: Batch, b_advantages: torch.Tensor, b_returns: torch.Tensor) -> dict[str, float]:
+        """``update_epochs`` passes over shuffled minibatches, a clipped gradient step on each; the losses, entropy,
+        approx_kl and clipfrac averaged over the minibatches."""
+        c = self.config
+        batch_size = len(b_advantages)
         params = [*self.policy.parameters(), *self.value.parameters()]
-        log: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
-        for _ in range(c.update_epochs):
+        per_minibatch: dict[str, list[float]] = {k: [] for k in MINIBATCH_STATS}
+        for _epoch in range(c.update_epochs):
             # Equal-sized minibatches: a leftover minibatch of one would have its normalised advantage zeroed.
-            for mb in torch.tensor_split(torch.randperm(n, generator=self.generator), min(c.num_minibatches, n)):
-                dist = self.policy.distribution(b_obs[mb], b_mask[mb])
-                newlogprob, entropy = dist.log_prob(b_action[mb]), dist.entropy().mean()
-                mb_adv = normalize(advantages[mb]) if c.norm_adv else advantages[mb]
-                pl = clipped_policy_loss(newlogprob, b_logprob[mb], mb_adv, c.clip_coef)
-                v_loss = value_loss(self.value(b_obs[mb]), returns[mb])
-                loss = pl.loss - c.ent_coef * entropy + c.vf_coef * v_loss
+            b_inds = torch.randperm(batch_size, generator=self.generator)
+            for mb_inds in torch.tensor_split(b_inds, min(c.num_minibatches, batch_size)):
+                dist = self.policy.distribution(b.obs[mb_inds], b.masks[mb_inds])
+                newlogprob, entropy = dist.log_prob(b.actions[mb_inds]), dist.entropy().mean()
+                mb_advantages = normalize(b_advantages[mb_inds]) if c.norm_adv else b_advantages[mb_inds]
+
+                pg = clipped_policy_loss(newlogprob, b.logprobs[mb_inds], mb_advantages, c.clip_coef)
+                v_loss = value_loss(self.value(b.obs[mb_inds]), b_returns[mb_inds])
+                loss = pg.loss - c.ent_coef * entropy + c.vf_coef * v_loss  # the entropy bonus keeps the policy exploring
+
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                for k, v in (("policy_loss", pl.loss), ("value_loss", v_loss), ("entropy", entropy), ("approx_kl", pl.approx_kl), ("clipfrac", pl.clipfrac)):
-                    log[k].append(float(v.detach()))
-        return {**{k: float(np.mean(v)) for k, v in log.items()}, "explained_variance": explained_variance(b_value, returns)}
+
+                for k, v in zip(MINIBATCH_STATS, (pg.loss, v_loss, entropy, pg.approx_kl, pg.clipfrac), strict=True):
+                    per_minibatch[k].append(float(v.detach()))
+        return {k: float(np.mean(v)) for k, v in per_minibatch.items()}
