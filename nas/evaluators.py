@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nas.errors import MissingExtra
-from nas.settings import ParallelConfig  # noqa: F401 (re-exported)
+from nas.settings import RAY_MISSING, ParallelConfig  # noqa: F401 (ParallelConfig re-exported)
 from nas.space import Architecture
 
 
@@ -213,7 +213,7 @@ class RayEvaluator:
         try:
             import ray
         except ImportError as exc:
-            raise MissingExtra("parallel.backend=ray needs Ray: pip install 'transformer-nas[ray]' (or pip install ray)") from exc
+            raise MissingExtra(RAY_MISSING) from exc
         self.ray = ray
         self.threads = threads
         self._started_here = not ray.is_initialized()

@@ -7,12 +7,13 @@ Each ``validate()`` raises BadInput (nas.errors) naming the first key that canno
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from nas.errors import BadInput
+from nas.errors import BadInput, MissingExtra
 
 # -- training (nas/train.py) --------------------------------------------------------------------------------
 
@@ -71,6 +72,8 @@ def _positive(x: float) -> bool:
 
 # -- several candidates at once (nas/evaluators.py) --------------------------------------------------------
 
+RAY_MISSING = "parallel.backend=ray needs Ray: pip install 'transformer-nas[ray]' (or pip install ray)"
+
 
 @dataclass
 class ParallelConfig:
@@ -87,6 +90,8 @@ class ParallelConfig:
             raise BadInput(f"parallel.workers must be >= 1, got {self.workers}")
         if self.backend not in ("process", "ray"):
             raise BadInput(f"parallel.backend must be 'process' or 'ray', got {self.backend!r}")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:  # now, not after the search's run is logged
+            raise MissingExtra(RAY_MISSING)
         if self.memory_limit_mb is not None and self.memory_limit_mb < 1:
             raise BadInput(f"parallel.memory_limit_mb must be >= 1 (or null), got {self.memory_limit_mb}")
         if self.memory_limit_mb is not None and self.backend != "process":

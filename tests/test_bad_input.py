@@ -603,13 +603,17 @@ def test_a_user_named_file_that_cannot_be_opened_is_bad_input_naming_it(tmp_path
     assert describe(raised.value) == f"trainer.pretrain.corpus_file: No such file or directory: '{missing}'"
 
 
-def test_a_missing_optional_extra_is_one_message_with_its_install_hint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("setting, package, message", [
+    ("strategy=tpe", "optuna", "strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]'"),
+    ("parallel.backend=ray", "ray", "parallel.backend=ray needs Ray: pip install 'transformer-nas[ray]'"),
+], ids=["tpe", "ray"])
+def test_a_missing_optional_extra_is_one_message_with_its_install_hint(setting, package, message, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.delenv("NAS_TRACEBACK", raising=False)
-    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError, as when the tpe extra is not installed
+    monkeypatch.setitem(sys.modules, package, None)  # importing it raises ImportError, as when the extra is not installed
     with pytest.raises(SystemExit) as exit_:
-        run_cli(monkeypatch, f"hydra.run.dir={tmp_path / 'run'}", *TINY, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "strategy=tpe")
+        run_cli(monkeypatch, f"hydra.run.dir={tmp_path / 'run'}", *TINY, f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", setting)
     err = capsys.readouterr().err
     assert exit_.value.code == EXIT_BAD_INPUT, err
-    assert "nas: error: strategy=tpe needs Optuna: pip install 'transformer-nas[tpe]'" in err and "Traceback" not in err, err
+    assert f"nas: error: {message}" in err and "Traceback" not in err, err
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run").exists()  # found before anything is logged or kept
