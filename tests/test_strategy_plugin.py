@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 import nas
 from nas.config import register_configs
+from nas.errors import BadInput
 from nas.runner import run_search
 from nas.space import Architecture, SearchSpace
 from nas.strategies import STRATEGIES, Proposal, StrategySpec, UnseenSampler, make_strategy, register_strategy
@@ -30,9 +31,9 @@ class WalkConfig:
     round_size: int = 4  # proposals per round (a batch, evaluated together)
     label: str = "walk"  # the name each round's statistics carry
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # BadInput: the nas command reports it as the user's mistake, in one line
         if self.round_size < 1:
-            raise ValueError(f"walk.round_size must be >= 1, got {self.round_size}")
+            raise BadInput(f"walk.round_size must be >= 1, got {self.round_size}")
 
 
 class WalkStrategy:
@@ -105,7 +106,7 @@ def test_a_registered_strategy_runs_in_the_library_api(walk_strategy):
     assert result.best_architecture == {"x": 3} and result.strategy.config == WalkConfig(round_size=2)
     space = SearchSpace.from_dict({"x": [0, 1]})
     assert make_strategy("walk", space).config == WalkConfig()  # the defaults
-    with pytest.raises(ValueError, match="walk.round_size"):
+    with pytest.raises(BadInput, match="walk.round_size"):
         make_strategy("walk", space, settings={"round_size": 0})
 
 
