@@ -9,6 +9,7 @@ or an OSError included, is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -83,6 +84,10 @@ def is_bad_input(exc: BaseException) -> bool:
     return isinstance(exc, (BadInput, HydraException, OmegaConfBaseException, YAMLError, ReplayError))
 
 
+# The launchers nas's optional extra "launchers" installs, as Hydra names them when they are missing.
+_LAUNCHER_NOT_FOUND = re.compile(r"Could not find 'hydra/launcher/(joblib|submitit_local|submitit_slurm)'")
+
+
 def describe(exc: BaseException) -> str:
     """One message for the user: the error's own text, its cause's when that says more, without internals."""
     lines = [str(exc).strip() or type(exc).__name__]
@@ -90,6 +95,9 @@ def describe(exc: BaseException) -> str:
     if cause is not None and str(cause).strip() and str(cause).strip() not in lines[0]:
         lines.append(str(cause).strip())
     text = "\n".join(lines)
+    launcher = _LAUNCHER_NOT_FOUND.search(text)
+    if launcher:  # Hydra cannot tell a launcher that is not installed from a misspelled one
+        text += f"\nhydra/launcher={launcher[1]} needs Hydra's launcher plugins: pip install 'transformer-nas[launchers]'"
     # OmegaConf appends the schema classes it checked against: noise next to the full_key it also gives.
     return "\n".join(line for line in text.splitlines() if not line.strip().startswith(("reference_type=", "object_type=")))
 

@@ -542,8 +542,8 @@ def test_whole_number_float_labels_and_few_float_labels_are_classes(tmp_path):
 
 # -- a bug is not bad input: its traceback is shown --------------------------------------------------------------
 
-@pytest.mark.parametrize("bug", [ValueError("a bug's ValueError"), FileNotFoundError(2, "No such file or directory", "/internal/state.json")],
-                         ids=["ValueError", "OSError"])
+@pytest.mark.parametrize("bug", [ValueError("a bug's ValueError"),
+                                 FileNotFoundError(2, "No such file or directory", "/internal/state.json")], ids=["ValueError", "OSError"])
 def test_a_plain_error_inside_the_command_keeps_its_traceback(bug, tmp_path, monkeypatch, capsys):
     # Only BadInput (and Hydra's composition errors) is the user's: a ValueError or an OSError from nas's own code is a bug.
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
@@ -617,3 +617,18 @@ def test_a_missing_optional_extra_is_one_message_with_its_install_hint(setting, 
     assert exit_.value.code == EXIT_BAD_INPUT, err
     assert f"nas: error: {message}" in err and "Traceback" not in err, err
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run").exists()  # found before anything is logged or kept
+
+
+def test_a_launcher_that_is_not_installed_is_named_with_its_install_hint():
+    # Without the launchers extra Hydra only says it cannot find the option (its plugins are installed here: its own error).
+    from hydra.errors import MissingConfigException
+
+    from nas.errors import describe, is_bad_input
+
+    missing = MissingConfigException("In 'hydra/config': Could not find 'hydra/launcher/submitit_slurm'\n\n"
+                                     "Available options in 'hydra/launcher':\n\tbasic")
+    assert is_bad_input(missing)
+    hint = "hydra/launcher=submitit_slurm needs Hydra's launcher plugins: pip install 'transformer-nas[launchers]'"
+    assert describe(missing).endswith("\n" + hint)
+    misspelled = MissingConfigException("In 'hydra/config': Could not find 'hydra/launcher/jobilb'")
+    assert "pip install" not in describe(misspelled)
