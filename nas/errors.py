@@ -1,9 +1,9 @@
 """What the ``nas`` and ``nas-final`` commands tell the user when a run cannot start or cannot go on.
 
 Kept free of heavy imports: the commands classify errors before torch or MLflow are loaded.
-Bad input (``BadInput``, and Hydra's and OmegaConf's errors while composing the config) is reported
-in one message that names the key, value or file, without a traceback; anything else, a ValueError
-or an OSError included, is a bug and keeps its traceback.
+Bad input (``is_bad_input``: a ``BadInput``, or an error Hydra, OmegaConf or YAML raised composing
+the config) is reported in one message that names the key, value or file, without a traceback;
+anything else, a plain ValueError or OSError included, is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
