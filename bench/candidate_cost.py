@@ -69,6 +69,8 @@ import nas.candidate as candidate  # noqa: E402
 import nas.runner as runner  # noqa: E402
 import nas.train  # noqa: E402
 from nas.config import CONF_DIR, Config, register_configs, to_typed  # noqa: E402
+from nas.folders import RunDirectory  # noqa: E402
+from nas.records import CandidateRecord  # noqa: E402
 from nas.models import build_config, build_model  # noqa: E402
 from nas.search import Evaluation, run_loop  # noqa: E402
 from nas.space import architecture_key  # noqa: E402
@@ -79,7 +81,6 @@ from nas.tasks.cache import setup_cache  # noqa: E402
 from nas.tracking import Tracker  # noqa: E402
 from nas.train import RecordedBatches, fit, resolve_device  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 MLFLOW_CALLS = ("create_run", "log_batch", "log_text", "set_terminated")  # what Tracker.start_candidate/finish_candidate/log_metrics call
 
@@ -130,7 +131,7 @@ class FixedStrategy:
 
 
 class Probe:
-    """Timers patched around nas.runner's calls; one record of seconds per candidate."""
+    """Timers around the search's calls (its loop, tracker and a candidate's training); one record of seconds per candidate."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -250,30 +251,55 @@ def warm_store(uri: str, experiment: str) -> dict[str, float]:
     e = Evaluation(index=0, architecture={"x": 1}, key="warmup", value=0.5, status="ok", iteration=0, episode=0, step=0,
                    seconds=1.0, info={"metrics": {"accuracy": 0.5}, "num_parameters": 1, "losses": [(10, 1.0), (20, 0.9)]})
     start = now()
-    tracker.finish_candidate(tracker.start_candidate(e.index, e.key, e.architecture, 0, 0, 0), e, '{"model_type": "bert"}')
-    if hasattr(tracker, "flush"):  # candidate logging in a background writer: wait for it
-        tracker.flush()
+    run_id = tracker.start_candidate(e.index, e.key, e.architecture, 0, 0, 0).result()
+    tracker.finish_candidate(CandidateRecord.from_evaluation(e, run_id), '{"model_type": "bert"}')
+    tracker.flush()  # candidate logging in a background writer: wait for it
     first_log = now() - start
     tracker.end_search()
     return {"store_create_seconds": created, "first_log_candidate_seconds": first_log}
 
 
+class TimedClient:
+    """Tracker's MLflow client with the calls a candidate makes timed: per candidate when the search waits for
+    them, in ``background`` when Tracker's writer thread makes them (off the critical path)."""
+
+    def __init__(self, client: Any, probe: Probe):
+        self._client, self._probe = client, probe
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        return self._probe.client_call(method, name) if name in MLFLOW_CALLS else method
+
+
+class TimedTracker(Tracker):
+    """The search's tracker, its candidate calls timed as MLflow's share of the runner's callbacks."""
+
+    def __init__(self, probe: Probe, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.client = TimedClient(self.client, probe)
+        self.probe = probe
+
+    def start_candidate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.probe.timed(super().start_candidate, "mlflow", "in_callback")(*args, **kwargs)
+
+    def finish_candidate(self, *args: Any, **kwargs: Any) -> None:
+        self.probe.timed(super().finish_candidate, "mlflow", "in_callback")(*args, **kwargs)
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        self.probe.timed(super().log_metrics, "mlflow", "in_callback")(*args, **kwargs)
+
+
 def breakdown(config: Config, task, architectures: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
     probe = Probe(resolve_device(config.trainer.device))
+    config = dataclasses.replace(config, budget=len(architectures))
+    # The search's own parts: the task built once by main() (timed there), a fixed list of candidates instead of
+    # PPO, a tracker and a loop that time what they do. The patches below are profiling hooks inside a candidate's
+    # training (model build, the training recipe), which no part of the search exposes.
     patches = {
-        (runner, "make_task"): lambda *a, **k: task,  # built once by main(), timed there
-        (runner, "make_strategy"): lambda *a, **k: FixedStrategy(architectures),
-        # CandidateObjective (nas/candidate.py) builds, trains and scores each candidate
         (candidate, "build_config"): probe.timed(candidate.build_config, "model_build", "in_objective"),
         (candidate, "parameter_count"): probe.timed(candidate.parameter_count, "model_build", "in_objective"),
         (candidate, "build_model"): probe.build_model(candidate.build_model),
         (candidate, "train_and_evaluate"): probe.train_and_evaluate(candidate.train_and_evaluate),
-        (runner, "run_loop"): probe.run_loop(runner.run_loop),
-        (Tracker, "start_candidate"): probe.timed(Tracker.start_candidate, "mlflow", "in_callback"),
-        (Tracker, "finish_candidate"): probe.timed(Tracker.finish_candidate, "mlflow", "in_callback"),
-        (Tracker, "log_metrics"): probe.timed(Tracker.log_metrics, "mlflow", "in_callback"),
-        **{(MlflowClient, name): probe.client_call(getattr(MlflowClient, name), name) for name in MLFLOW_CALLS},
-        # inside fit's step: what it does besides forward, backward and the AdamW step
         (torch.nn.utils, "clip_grad_norm_"): probe.timed(torch.nn.utils.clip_grad_norm_, "train_recipe", "in_objective"),
         (torch.optim.lr_scheduler.LambdaLR, "step"): probe.timed(torch.optim.lr_scheduler.LambdaLR.step, "train_recipe", "in_objective"),
         (nas.train, "finite_losses"): probe.timed(nas.train.finite_losses, "train_checks", "in_objective"),
@@ -282,12 +308,19 @@ def breakdown(config: Config, task, architectures: list[dict[str, Any]], workdir
     inherited = {key for key in patches if key[1] not in vars(key[0])}
     for (owner, name), value in patches.items():
         setattr(owner, name, value)
+    run_dir = RunDirectory(workdir / "run")
     try:
         start = now()
-        result = runner.run_search(dataclasses.replace(config, budget=len(architectures)), workdir / "run")
+        runner.validate_config(config)
+        tracker = TimedTracker(probe, config.tracking.uri, config.tracking.experiment_name, config.tracking.artifact_location,
+                               config.tracking.retry_seconds)
+        parts = runner.build_search(config, run_dir, task=task, strategy=FixedStrategy(architectures), tracker=tracker,
+                                    loop=probe.run_loop(run_loop))
+        result = runner.run_parts(parts)
         search_seconds = now() - start
         before_first = probe.loop_started - start  # checks, folder, tracker and parent run: before the first candidate
     finally:
+        run_dir.release()
         for (owner, name), value in saved.items():
             if (owner, name) in inherited:
                 delattr(owner, name)

@@ -61,6 +61,8 @@ class GpuMemoryWatch:
 
 def run_setting(workers: int, args: argparse.Namespace, work: Path) -> tuple[dict, list]:
     from nas import runner
+    from nas.folders import RunDirectory
+    from nas.search import run_loop
 
     overrides = ["strategy=random", f"budget={args.budget}", "progress=false", f"parallel.workers={workers}",
                  f"trainer.device={args.device}", f"trainer.num_threads={args.threads}", f"cache_dir={work / 'cache'}",
@@ -68,7 +70,6 @@ def run_setting(workers: int, args: argparse.Namespace, work: Path) -> tuple[dic
                  *(["experiment=smoke"] if args.tiny else []), *args.overrides]
     config = compose(overrides)
     phase: dict[str, float] = {}
-    run_loop = runner.run_loop
 
     def timed_loop(*a, on_start=None, **k):  # the candidates' phase: first one handed out to the last one recorded
         def started(index, proposal):
@@ -79,14 +80,15 @@ def run_setting(workers: int, args: argparse.Namespace, work: Path) -> tuple[dic
         finally:
             phase["last"] = time.perf_counter()
 
-    runner.run_loop = timed_loop
-    try:
-        with GpuMemoryWatch() if args.device.startswith("cuda") else _nothing() as watch:
-            start = time.perf_counter()
-            result = runner.run_search(config, work / f"workers-{workers}")
-            wall = time.perf_counter() - start
-    finally:
-        runner.run_loop = run_loop
+    run_dir = RunDirectory(work / f"workers-{workers}")
+    with GpuMemoryWatch() if args.device.startswith("cuda") else _nothing() as watch:
+        start = time.perf_counter()
+        runner.validate_config(config)
+        try:
+            result = runner.run_parts(runner.build_search(config, run_dir, loop=timed_loop))
+        finally:
+            run_dir.release()
+        wall = time.perf_counter() - start
     n = len(result.history)
     seconds = phase["last"] - phase["first"]
     row = {"workers": workers, "candidates": n, "failed": sum(not e.ok for e in result.history), "wall_s": round(wall, 2),

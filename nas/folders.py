@@ -14,17 +14,25 @@ Light imports only: it runs before torch.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from nas.errors import CallbackError
+from nas.errors import CallbackError, ResumeError
+from nas.records import CandidateRecord, append_record, load_records
 
 LOCK_FILE = ".nas.lock"
+SEARCH_STATE_FILE = "search.json"  # what a resume needs besides candidates.jsonl: the MLflow parent run
+SEARCH_STATE_FORMAT = "nas-search/1"
+CANDIDATES_FILE = "candidates.jsonl"  # one CandidateRecord a line (nas.records)
+CHECKPOINT_FILE = "checkpoint.pt"  # the strategy's state after its last update: networks, optimizer, RNG states
+CHECKPOINT_FORMAT = "nas-search-checkpoint/1"
+CONTROLLER_FILE = "controller.pt"  # PPO's networks alone: what ppo.init_from warm-starts from
 # What makes a folder a search's: its MLflow binding, its records, PPO's state.
-SEARCH_FILES = ("search.json", "candidates.jsonl", "checkpoint.pt")
+SEARCH_FILES = (SEARCH_STATE_FILE, CANDIDATES_FILE, CHECKPOINT_FILE)
 
 _held: dict[Path, int] = {}  # folder (resolved) -> the open descriptor that holds its lock
 
@@ -35,6 +43,10 @@ class FolderBusy(ValueError):
 
 class FolderTaken(ValueError):
     """The folder holds another search's records."""
+
+
+class OutputError(ValueError):
+    """The output directory cannot be written."""
 
 
 def _key(folder: Path) -> Path:
@@ -89,6 +101,122 @@ def claim_new_search(folder: Path) -> None:
         release_folder(folder)
         raise FolderTaken(f"'{folder}' already holds a search ({', '.join(found)}): `nas resume={folder}` continues it. "
                           "A new search needs a folder of its own (leave hydra.run.dir unset for a fresh one)")
+
+
+class RunDirectory:
+    """A search's output folder and the files it owns: candidates.jsonl (the records), search.json (its MLflow
+    run), checkpoint.pt and controller.pt (the strategy's state), best/ and plots/. A search or a resume holds
+    its lock while it runs."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.candidates = self.path / CANDIDATES_FILE
+        self.state_file = self.path / SEARCH_STATE_FILE
+        self.checkpoint = self.path / CHECKPOINT_FILE
+        self.controller = self.path / CONTROLLER_FILE
+        self.best = self.path / "best"
+        self.plots = self.path / "plots"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # -- the folder ------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """The folder exists (or can be made) and takes files: found now, not after the first candidate."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output directory '{self.path}': {exc.strerror} (set hydra.run.dir=...)") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write the output directory '{self.path}': permission denied (set hydra.run.dir=...)")
+
+    def claim(self) -> None:
+        """Locked for a new search; another search's records are never overwritten (FolderTaken)."""
+        claim_new_search(self.path)
+
+    def lock(self) -> None:
+        lock_folder(self.path)
+
+    def release(self) -> None:
+        release_folder(self.path)
+
+    # -- search.json: the MLflow run this folder belongs to ---------------------------------------
+    def start(self, state: dict[str, Any]) -> None:
+        """A new search: its MLflow binding (a resume checks the store's run against it), no records, no checkpoint."""
+        self.state_file.write_text(json.dumps({"format": SEARCH_STATE_FORMAT, **state}, indent=2))
+        self.candidates.write_text("")
+        self.checkpoint.unlink(missing_ok=True)
+
+    def read_state(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            raise ResumeError(f"resume: '{self.path}' is not a directory")
+        if not self.state_file.is_file():
+            raise ResumeError(f"resume: '{self.path}' has no {SEARCH_STATE_FILE}; is it the output directory of a nas search?")
+        try:
+            state = json.loads(self.state_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ResumeError(f"resume: {self.state_file} is not valid JSON ({exc})") from exc
+        if not isinstance(state, dict) or state.get("format") != SEARCH_STATE_FORMAT:
+            raise ResumeError(f"resume: {self.state_file} is not a nas search state (no '{SEARCH_STATE_FORMAT}' format tag)")
+        missing = [k for k in ("parent_run_id", "tracking_uri") if not isinstance(state.get(k), str)]
+        if missing:
+            raise ResumeError(f"resume: {self.state_file} lacks {', '.join(missing)}")
+        return state
+
+    # -- candidates.jsonl ------------------------------------------------------------------------
+    def read_records(self) -> list[CandidateRecord]:
+        """The records; a line torn by a kill mid-write is cut off the file."""
+        if not self.candidates.is_file():
+            return []
+        try:
+            records = load_records(self.candidates, drop_torn_last=True)
+        except ValueError as exc:
+            raise ResumeError(str(exc)) from exc
+        text = self.candidates.read_text()
+        if text and not text.endswith("\n"):  # the torn line: it was never recorded
+            with self.candidates.open("r+") as f:
+                f.truncate(text.rfind("\n") + 1)
+        return records
+
+    def append(self, record: CandidateRecord) -> None:
+        append_record(self.candidates, record)
+
+    # -- checkpoint.pt: the strategy's state after its last update --------------------------------
+    def save_checkpoint(self, strategy: Any, evaluations: int) -> None:
+        """Tensors and plain containers: loads with weights_only=True."""
+        state = strategy.state_dict()
+        if not state:
+            return  # random, evolution and TPE are a function of the seed and the history alone
+        write_atomically(self.checkpoint, serialized({"format": CHECKPOINT_FORMAT, "evaluations": evaluations, **state}))
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        import torch
+
+        try:
+            saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise ResumeError(f"resume: '{self.checkpoint}' is not a readable checkpoint: {type(exc).__name__}: {first_line}") from None
+        if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or not isinstance(saved.get("controller"), dict):
+            raise ResumeError(f"resume: '{self.checkpoint}' is not a nas search checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+        return saved
+
+    def checkpoint_iterations(self) -> int | None:
+        """The PPO iterations the checkpoint holds (None: no checkpoint yet); checked before any work."""
+        return self.load_checkpoint()["controller"].get("iterations") if self.checkpoint.is_file() else None
+
+    def check_checkpoint(self, strategy: Any) -> None:
+        """After a replay reached the checkpoint's iteration: the replayed networks must be the saved ones."""
+        import torch
+
+        saved = self.load_checkpoint()
+        mine = strategy.controller_state()
+        theirs = saved["controller"]
+        same = all(theirs[net].keys() == mine[net].keys() and all(torch.equal(mine[net][k], v) for k, v in theirs[net].items())
+                   for net in ("policy", "value"))
+        if not same or theirs["iterations"] != mine["iterations"]:
+            raise ResumeError(f"resume: replaying candidates.jsonl did not reproduce {self.checkpoint} (iteration {theirs['iterations']}); "
+                              "the config, the code or the files were changed since the search was interrupted")
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Plots of a search's progress, drawn from its candidates.jsonl rows (``nas.objectives.load_records``).
+"""Plots of a search's progress, drawn from its candidates.jsonl rows (``nas.records.load_records``).
 
 ``write_search_plots(records, metric, out_dir)`` writes, in one call:
 
@@ -9,7 +9,7 @@
   have no such metric) after each evaluation, lowest for loss and perplexity; failed evaluations
   are marked on the x axis.
 - ``pareto_num_parameters.{csv,png}`` (and ``pareto_latency_ms`` when latency was measured):
-  ``nas.objectives.write_pareto``, metric vs cost with the Pareto front marked.
+  ``write_pareto``, metric vs cost with the Pareto front marked.
 
 The series each figure draws come from ``reward_per_iteration`` and ``best_so_far``, pure functions
 of the records, so they can be checked (and reused) without reading pixels.
@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.objectives import COSTS, _mantissa, _maximise, load_records, write_pareto
+from nas.pareto import maximised, pareto_table
+from nas.records import CandidateRecord, as_rows, load_records
+from nas.settings import _COST_LABELS, COSTS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +37,7 @@ DPI = 120
 REWARD_PER_ITERATION = "reward_per_iteration.png"
 BEST_SO_FAR = "best_so_far.png"
 _FAILED_COLOR = "tab:red"
+Records = Sequence[CandidateRecord | Mapping[str, Any]]  # what the runner holds, or rows of any candidates.jsonl
 
 
 # --- the series -------------------------------------------------------------------------------
@@ -80,8 +83,9 @@ class IterationSeries:
         return sum(self.ok) + sum(self.failed)
 
 
-def reward_per_iteration(records: Sequence[Mapping[str, Any]]) -> IterationSeries:
+def reward_per_iteration(records: Records) -> IterationSeries:
     """Mean and max reward of the ok candidates of each iteration (records without one count as iteration 0)."""
+    records = as_rows(records)
     groups: dict[int, tuple[list[float], list[int]]] = {}
     for record in _in_order(records):
         iteration = record.get("iteration")
@@ -125,17 +129,18 @@ class BestSoFar:
         return next(e for v, e in finite if v == target)
 
 
-def best_so_far(records: Sequence[Mapping[str, Any]], metric: str, higher_is_better: bool | None = None) -> BestSoFar:
+def best_so_far(records: Records, metric: str, higher_is_better: bool | None = None) -> BestSoFar:
     """Running best of ``metrics[metric]`` (lowest for loss/perplexity unless ``higher_is_better``) over the evaluations.
 
     When no ok candidate has ``metric`` (an objective without metrics, say) the reward is used, and
     maximised. Failed candidates, and ok ones without the value, leave the best unchanged.
     """
+    records = as_rows(records)
     rows = _in_order(records)
     ok_rows = [r for r in rows if _ok(r)]
     has_metric = bool(ok_rows) and all(_number((r.get("metrics") or {}).get(metric)) is not None for r in ok_rows)
     key = metric if has_metric or not ok_rows else "reward"
-    maximise = True if key == "reward" else _maximise(metric, higher_is_better)
+    maximise = True if key == "reward" else maximised(metric, higher_is_better)
     steps = [s for r in ok_rows if (s := _number(r.get("steps"))) is not None]
     full_steps = max(steps) if steps else None
     series = BestSoFar(key, maximise)
@@ -158,12 +163,13 @@ def best_so_far(records: Sequence[Mapping[str, Any]], metric: str, higher_is_bet
     return series
 
 
-def reward_label(records: Sequence[Mapping[str, Any]], metric: str) -> str:
+def reward_label(records: Records, metric: str) -> str:
     """What the reward is, read off the records: the metric itself, -ln(perplexity), -metric, and whether a cost penalty is in it.
 
     ``metric_reward`` (the task's reward before any cost penalty) is compared with ``metrics[metric]``
     and with ``reward``; with no relation found the label is plain "reward".
     """
+    records = as_rows(records)
     ok_rows = [r for r in records if _ok(r)]
     if not ok_rows:
         return "reward"
@@ -239,8 +245,9 @@ def _failed_note(failed: int, total: int, how: str) -> str:
     return f"{failed} of {total} candidates failed ({how})" if failed else f"{total} candidate{'s' * (total > 1)}, none failed"
 
 
-def reward_per_iteration_figure(records: Sequence[Mapping[str, Any]], metric: str | None = None) -> Figure:
+def reward_per_iteration_figure(records: Records, metric: str | None = None) -> Figure:
     """Mean and max reward per iteration; per candidate when all the candidates are in one iteration."""
+    records = as_rows(records)
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
     series = reward_per_iteration(records)
@@ -309,8 +316,9 @@ def reward_per_iteration_figure(records: Sequence[Mapping[str, Any]], metric: st
     return fig
 
 
-def best_so_far_figure(records: Sequence[Mapping[str, Any]], metric: str, higher_is_better: bool | None = None) -> Figure:
+def best_so_far_figure(records: Records, metric: str, higher_is_better: bool | None = None) -> Figure:
     """The running best of the metric against the number of evaluations; each candidate a dot, failures on the x axis."""
+    records = as_rows(records)
     from matplotlib.ticker import MaxNLocator
 
     series = best_so_far(records, metric, higher_is_better)
@@ -366,15 +374,67 @@ def best_so_far_figure(records: Sequence[Mapping[str, Any]], metric: str, higher
     return fig
 
 
-def write_search_plots(records: Sequence[Mapping[str, Any]], metric: str, out_dir: str | Path, higher_is_better: bool | None = None,
+def write_pareto(records: Records, metric_key: str, cost_key: str, out_dir: str | Path,
+                 higher_is_better: bool | None = None, name: str = "pareto") -> list[Path]:
+    """Write ``<name>.csv`` (pareto_table) and ``<name>.png`` (metric vs cost, the front marked) into ``out_dir``.
+
+    Returns the paths written; nothing (an empty list) when no ok candidate has both numbers.
+    """
+    table = pareto_table(records, metric_key, cost_key, higher_is_better)
+    if table.empty:
+        return []
+    import pandas as pd
+    from matplotlib.figure import Figure  # not pyplot: no global backend or figure state, safe headless
+    from matplotlib.ticker import EngFormatter, FuncFormatter
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / f"{name}.csv", out_dir / f"{name}.png"
+    table.to_csv(csv_path, index=False)
+
+    maximise = maximised(metric_key, higher_is_better)
+    front = table[table["on_front"]]  # sorted by cost: the metric improves along it
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(table[cost_key], table[metric_key], s=22, color="0.65", label=f"candidates ({len(table)})", zorder=2)
+    # Best metric reachable at each cost: flat until the next front point.
+    ax.step(front[cost_key], front[metric_key], where="post", color="tab:red", linewidth=1.2, zorder=3)
+    ax.scatter(front[cost_key], front[metric_key], s=40, color="tab:red", edgecolor="black", linewidth=0.5,
+               label=f"Pareto front ({len(front)})", zorder=4)
+    for (cost, metric), tied in front.groupby([cost_key, metric_key], sort=False)["index"]:  # equal points share one label
+        label = ",".join(f"#{int(i)}" for i in tied if pd.notna(i))
+        ax.annotate(label, (cost, metric), textcoords="offset points", xytext=(4, 4), fontsize=7, color="tab:red")
+    costs = table[cost_key]
+    if cost_key == "num_parameters" or (costs.min() > 0 and costs.max() / costs.min() >= 10):
+        ax.set_xscale("log")
+        # 40k, 1.2M, 0.5 rather than 4x10^4; minor ticks labelled at 2 and 5 only, so labels never collide.
+        plain = EngFormatter(sep="") if cost_key == "num_parameters" else FuncFormatter(lambda x, _: f"{x:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, pos: plain(x, pos) if _mantissa(x) in (2, 5) else ""))
+    ax.margins(x=0.06, y=0.08)
+    ax.set_xlabel(f"{_COST_LABELS.get(cost_key, cost_key)} (lower is better)")
+    ax.set_ylabel(f"{metric_key} ({'higher' if maximise else 'lower'} is better)")
+    ax.set_title(f"{metric_key} vs {_COST_LABELS.get(cost_key, cost_key)}: {len(front)} of {len(table)} candidates on the Pareto front")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(png_path, dpi=120)
+    return [csv_path, png_path]
+
+
+def _mantissa(x: float) -> int:
+    return round(x / 10 ** math.floor(math.log10(x))) if x > 0 else 0
+
+
+def write_search_plots(records: Records, metric: str, out_dir: str | Path, higher_is_better: bool | None = None,
                        pareto_costs: Sequence[str] | None = None) -> list[Path]:
     """Write reward_per_iteration.png, best_so_far.png and the Pareto plots (with their CSVs) into ``out_dir``.
 
-    ``records`` are candidates.jsonl's rows (``nas.objectives.load_records``), ``metric`` the task
+    ``records`` are candidates.jsonl's rows (``nas.records.load_records``), ``metric`` the task
     metric (``config.task.metric``). ``pareto_costs`` defaults to num_parameters, plus latency_ms
     when a candidate has it; each gives ``pareto_<cost>.{csv,png}`` (none when no candidate has both
     numbers). Returns the paths written; an empty list when there are no records.
     """
+    records = as_rows(records)
     if not records:
         return []
     out_dir = Path(out_dir)

@@ -8,10 +8,9 @@ already evaluated.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -27,17 +26,17 @@ from nas.candidate import CandidateObjective, candidate_seed, seed_everything  #
 from nas.config import Config, check_settings, run_id_of
 from nas.controller import ControllerError
 from nas.errors import DeferredSignals, ResumeError, SearchStopped
-from nas.evaluators import error_type_of, make_evaluator
+from nas.evaluators import make_evaluator
 from nas.export import save_folder
-from nas.folders import claim_new_search, lock_folder, release_folder, serialized, write_atomically
+from nas.folders import CONTROLLER_FILE, RunDirectory
 from nas.models import make_space, pretraining_objective
-from nas.objectives import load_records
 from nas.plots import write_search_plots
 from nas.pretrain import PretrainingCorpus, read_corpus
 from nas.provenance import own_data_settings
+from nas.records import CandidateRecord
 from nas.search import Evaluation, ReplayError, SearchResult, run_loop
 from nas.space import Architecture, SearchSpace, architecture_key
-from nas.strategies import make_strategy
+from nas.strategies import Strategy, make_strategy
 from nas.tasks import Task, make_task
 from nas.tasks.cache import setup_cache
 from nas.tracking import StoreUnavailable, Tracker, check_names, check_store, download_run_artifact
@@ -73,9 +72,6 @@ def build_search_space(config: Config, task: Task, fixed: dict[str, Any]) -> Sea
     return make_space(s.family, s.dimensions, task.name, fixed, s.max_params, name=s.family)
 
 
-CONTROLLER_FILE = "controller.pt"
-
-
 def resolve_controller(init_from: str, tracking_uri: str) -> str:
     """``ppo.init_from`` as a local file: a controller.pt, a search's output directory, or an MLflow run id (runs:/<id>)."""
     path = Path(init_from)
@@ -95,113 +91,6 @@ def resolve_controller(init_from: str, tracking_uri: str) -> str:
     return str(local)
 
 
-SEARCH_STATE_FILE = "search.json"  # what a resume needs besides candidates.jsonl: the MLflow parent run
-SEARCH_STATE_FORMAT = "nas-search/1"
-CHECKPOINT_FILE = "checkpoint.pt"  # PPO's state after its last update: networks, optimizer, RNG states
-CHECKPOINT_FORMAT = "nas-search-checkpoint/1"
-
-
-def read_candidates(path: Path) -> list[dict[str, Any]]:
-    """candidates.jsonl's records; a line torn by a kill mid-write is cut off the file."""
-    if not path.is_file():
-        return []
-    try:
-        records = load_records(path, drop_torn_last=True)
-    except ValueError as exc:
-        raise ResumeError(str(exc)) from exc
-    text = path.read_text()
-    if text and not text.endswith("\n"):  # the torn line: it was never recorded
-        with path.open("r+") as f:
-            f.truncate(text.rfind("\n") + 1)
-    return records
-
-
-def evaluation_of(record: dict[str, Any]) -> Evaluation:
-    """An Evaluation back from its candidates.jsonl record."""
-    info_keys = ("metrics", "num_parameters", "train_seconds", "eval_seconds", "pretrain_seconds", "latency_ms", "metric_reward", "steps", "checkpoints")
-    return Evaluation(index=record["index"], architecture=record["architecture"], key=record["architecture_hash"], value=record["reward"],
-                      status=record["status"], iteration=record["iteration"], episode=record["episode"], step=record["step"],
-                      error=record.get("error"), seconds=record.get("seconds", 0.0),
-                      info={k: record[k] for k in info_keys if record.get(k) is not None})
-
-
-def candidate_record(e: Evaluation, run_id: str | None) -> dict[str, Any]:
-    info = e.info
-    return {"index": e.index, "architecture": e.architecture, "architecture_hash": e.key, "status": e.status,
-            "reward": e.value, "metrics": info.get("metrics", {}), "num_parameters": info.get("num_parameters"),
-            "train_seconds": info.get("train_seconds"), "eval_seconds": info.get("eval_seconds"),
-            "pretrain_seconds": info.get("pretrain_seconds"), "latency_ms": info.get("latency_ms"),
-            "metric_reward": info.get("metric_reward"), "steps": info.get("steps"), "checkpoints": info.get("checkpoints", []),
-            "seconds": e.seconds, "iteration": e.iteration, "episode": e.episode, "step": e.step,
-            "error": e.error, "error_type": error_type_of(e.error) if e.error else None, "mlflow_run_id": run_id}
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """One line, on disk before the search goes on: a kill loses no recorded candidate."""
-    try:
-        with path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        if exc.filename:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from None  # write() does not say where
-
-
-def save_checkpoint(strategy: Any, path: Path, evaluations: int) -> None:
-    """The strategy's state after an update (tensors and plain containers: loads with weights_only=True)."""
-    state = strategy.state_dict()
-    if not state:
-        return  # random, evolution and TPE are a function of the seed and the history alone
-    write_atomically(path, serialized({"format": CHECKPOINT_FORMAT, "evaluations": evaluations, **state}))
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ResumeError(f"resume: '{path}' is not a readable checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or not isinstance(saved.get("controller"), dict):
-        raise ResumeError(f"resume: '{path}' is not a nas search checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
-    return saved
-
-
-def checkpoint_iterations(path: Path) -> int | None:
-    """The PPO iterations a resumed search's checkpoint holds (None: no checkpoint yet); checked before any work."""
-    return load_checkpoint(path)["controller"].get("iterations") if path.is_file() else None
-
-
-def check_checkpoint(strategy: Any, path: Path) -> None:
-    """After a replay reached the checkpoint's iteration: the replayed networks must be the saved ones."""
-    saved = load_checkpoint(path)
-    mine = strategy.controller_state()
-    theirs = saved["controller"]
-    same = all(theirs[net].keys() == mine[net].keys() and all(torch.equal(mine[net][k], v) for k, v in theirs[net].items())
-               for net in ("policy", "value"))
-    if not same or saved["controller"]["iterations"] != mine["iterations"]:
-        raise ResumeError(f"resume: replaying candidates.jsonl did not reproduce {path} (iteration {saved['controller']['iterations']}); "
-                          "the config, the code or the files were changed since the search was interrupted")
-
-
-def read_search_state(output_dir: Path) -> dict[str, Any]:
-    path = output_dir / SEARCH_STATE_FILE
-    if not output_dir.is_dir():
-        raise ResumeError(f"resume: '{output_dir}' is not a directory")
-    if not path.is_file():
-        raise ResumeError(f"resume: '{output_dir}' has no {SEARCH_STATE_FILE}; is it the output directory of a nas search?")
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ResumeError(f"resume: {path} is not valid JSON ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != SEARCH_STATE_FORMAT:
-        raise ResumeError(f"resume: {path} is not a nas search state (no '{SEARCH_STATE_FORMAT}' format tag)")
-    missing = [k for k in ("parent_run_id", "tracking_uri") if not isinstance(state.get(k), str)]
-    if missing:
-        raise ResumeError(f"resume: {path} lacks {', '.join(missing)}")
-    return state
-
-
 @dataclasses.dataclass(frozen=True)
 class SweepJob:
     """A search that is one job of a Hydra multirun (``nas -m``): its sweep folder and job number (hydra.job.num)."""
@@ -217,31 +106,56 @@ def run_search(config: Config, output_dir: Path, hydra_dir: Path | None = None, 
     replayed (not retrained), its MLflow parent run continues, and the search goes on from there.
     """
     validate_config(config)
+    run_dir = RunDirectory(output_dir)
     try:
-        return _run_search(config, output_dir, hydra_dir, sweep)
+        return run_parts(build_search(config, run_dir), hydra_dir, sweep)
     finally:
-        release_folder(output_dir)
+        run_dir.release()
 
 
-def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep: SweepJob | None) -> SearchResult:
+@dataclasses.dataclass
+class SearchParts:
+    """What a search runs with, built from its config by ``build_search``; ``run_parts`` runs them. A benchmark or a
+    test gives its own part to ``build_search`` (a prepared task, a fixed strategy, an instrumented tracker or loop)
+    instead of patching modules."""
+
+    config: Config
+    run_dir: RunDirectory
+    task: Task
+    objective: CandidateObjective
+    space: SearchSpace
+    strategy: Strategy
+    tracker: Tracker
+    resume_state: dict[str, Any] | None  # an interrupted search's search.json; None for a new search
+    replay: list[CandidateRecord]  # what the interrupted search recorded, replayed before anything trains
+    loop: Callable[..., SearchResult] = run_loop
+
+
+def build_search(config: Config, run_dir: RunDirectory, *, task: Task | None = None, strategy: Strategy | None = None,
+                 tracker: Tracker | None = None, loop: Callable[..., SearchResult] = run_loop) -> SearchParts:
+    """The parts of the search ``config`` describes, each checked before anything trains: the folder claimed (a new
+    search) or locked with its records read (a resume), the store reachable, the task's data read, the space and
+    the strategy built. No candidate trains and no MLflow run starts here."""
     resuming = bool(config.resume)
     config = dataclasses.replace(config, task=own_data_settings(config.task))  # the shipped data's class names fit it alone
     seed_everything(config.seed)
+    resume_state, replay = None, []
     if resuming:
-        search_state = read_search_state(output_dir)  # written once when the search started
-        lock_folder(output_dir)  # before the records are read: a second resume of this folder stops here
-        records = read_candidates(output_dir / "candidates.jsonl")
-        replay = [evaluation_of(r) for r in records]
-    # Before any work: fail fast, naming the URI.
-    check_store(search_state["tracking_uri"] if resuming else config.tracking.uri, must_exist=resuming)
+        resume_state = run_dir.read_state()  # written once when the search started
+        run_dir.lock()  # before the records are read: a second resume of this folder stops here
+        replay = run_dir.read_records()
+    # Before any work: fail fast, naming the URI. A resume uses the store the search started in (search.json has it
+    # absolute), whatever the working directory.
+    uri = resume_state["tracking_uri"] if resuming else config.tracking.uri
+    check_store(uri, must_exist=resuming)
     check_names(config.tracking.experiment_name, config.tracking.run_name, config.tracking.artifact_location)
-    check_writable(output_dir)
+    run_dir.check_writable()
     if not resuming:
-        claim_new_search(output_dir)  # locked for this search; another search's records are never overwritten
+        run_dir.claim()  # locked for this search; another search's records are never overwritten
     pretrain = config.trainer.pretrain
     corpus_texts = read_corpus(pretrain, config.task.name) if pretrain.steps > 0 else []
     with setup_cache(config.cache_dir):  # the tokenizer and the encoded texts of an earlier search on the same data
-        task = make_task(config.task, tokenizer_texts=corpus_texts)
+        task = task or make_task(config.task, tokenizer_texts=corpus_texts)
         corpus = None
         if corpus_texts:
             objective_name = pretraining_objective(config.search_space.family)
@@ -249,42 +163,41 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
             corpus.check(objective_name)
     objective = CandidateObjective(task, config, corpus)
     space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
-    settings = config.strategy_settings
-    if config.strategy == "ppo" and settings.init_from:
-        settings = dataclasses.replace(settings, init_from=resolve_controller(settings.init_from, config.tracking.uri))
-    if config.trainer.num_threads:  # as training sets it: a replay (which trains nothing) then runs PPO's math alike
-        torch.set_num_threads(config.trainer.num_threads)
-    strategy = make_strategy(config.strategy, space, seed=config.seed, settings=settings, initial=config.search_space.initial)
-    controller_path = output_dir / CONTROLLER_FILE
-    checkpoint_path = output_dir / CHECKPOINT_FILE
-    candidates_path = output_dir / "candidates.jsonl"
+    if strategy is None:
+        settings = config.strategy_settings
+        if config.strategy == "ppo" and settings.init_from:
+            settings = dataclasses.replace(settings, init_from=resolve_controller(settings.init_from, config.tracking.uri))
+        if config.trainer.num_threads:  # as training sets it: a replay (which trains nothing) then runs PPO's math alike
+            torch.set_num_threads(config.trainer.num_threads)
+        strategy = make_strategy(config.strategy, space, seed=config.seed, settings=settings, initial=config.search_space.initial)
+    if tracker is None:
+        tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds,
+                          create=not resuming)
+    return SearchParts(config, run_dir, task, objective, space, strategy, tracker, resume_state, replay, loop)
 
-    saved_checkpoint = checkpoint_iterations(checkpoint_path) if resuming else None  # only a strategy with a state_dict writes one
-    # A resume uses the store the search started in (search.json has it absolute), whatever the working directory.
-    uri = search_state["tracking_uri"] if resuming else config.tracking.uri
-    tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds,
-                      create=not resuming)
+
+def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob | None = None) -> SearchResult:
+    """Run a built search to its end: candidates trained and recorded, the MLflow runs written, best/ and plots saved."""
+    config, run_dir, task, objective, strategy, tracker = parts.config, parts.run_dir, parts.task, parts.objective, parts.strategy, parts.tracker
+    resuming = parts.resume_state is not None
+    replay = [r.to_evaluation() for r in parts.replay]
+    saved_checkpoint = run_dir.checkpoint_iterations() if resuming else None  # only a strategy with a state_dict writes one
     if resuming:
-        status_before = tracker.resume_search(search_state["parent_run_id"], search_state, records, str(output_dir))
-        settle_unfinished_runs(tracker, records, objective)
-        log.info("resuming %s: %d candidates recorded, MLflow run %s", output_dir, len(replay), tracker.parent_id)
+        status_before = tracker.resume_search(parts.resume_state["parent_run_id"], parts.resume_state, parts.replay, str(run_dir))
+        settle_unfinished_runs(tracker, parts.replay, objective)
+        log.info("resuming %s: %d candidates recorded, MLflow run %s", run_dir, len(replay), tracker.parent_id)
     else:
-        replay = []
         run_name = config.tracking.run_name or search_run_name(config, sweep)
         sweep_tags = {"sweep": sweep.folder, "hydra.job.num": str(sweep.num)} if sweep else {}
         task_config = config.task
         data = {"train": (task_config.train_file, task_config.train_size), "validation": (task_config.validation_file, task_config.val_size)}
         tracker.start_search(run_name, OmegaConf.to_container(OmegaConf.structured(config), resolve=True),
                              tags={"strategy": config.strategy, "task": task.name, "family": config.search_space.family,
-                                   "output_dir": str(output_dir), **sweep_tags}, data=data)
-        # What binds this folder to its run: a resume checks the store's run against it before logging anything.
-        (output_dir / SEARCH_STATE_FILE).write_text(json.dumps({
-            "format": SEARCH_STATE_FORMAT, "parent_run_id": tracker.parent_id, "tracking_uri": tracker.uri,
-            "experiment_id": tracker.experiment_id, "experiment_name": config.tracking.experiment_name, "run_name": run_name}, indent=2))
-        candidates_path.write_text("")
-        checkpoint_path.unlink(missing_ok=True)
-    if hydra_dir is not None and not resuming:
-        tracker.log_artifact(hydra_dir, ".hydra")
+                                   "output_dir": str(run_dir), **sweep_tags}, data=data)
+        run_dir.start({"parent_run_id": tracker.parent_id, "tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id,
+                       "experiment_name": config.tracking.experiment_name, "run_name": run_name})
+        if hydra_dir is not None:
+            tracker.log_artifact(hydra_dir, ".hydra")
     progress = tqdm(total=progress_total(config), desc=f"{config.strategy} search", unit="cand", disable=not config.progress)
     best = {"value": -float("inf")}
     run_ids: dict[int, Future[str]] = {}  # candidate index -> its child run's id, being created in the background
@@ -307,11 +220,11 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
     def on_evaluation(e: Evaluation) -> None:
         # A run that could not be created (StoreUnavailable) stops the search before the candidate is recorded:
         # a resume trains it again, as when the store is found gone before the candidate starts.
-        run_id = run_ids.pop(e.index).result()
-        append_record(candidates_path, candidate_record(e, run_id))  # first: on disk whatever happens to MLflow
+        record = CandidateRecord.from_evaluation(e, run_ids.pop(e.index).result())
+        run_dir.append(record)  # first: on disk whatever happens to MLflow
         seen(e)
         try:
-            tracker.finish_candidate(run_id, e, _config_json(objective, e.architecture))
+            tracker.finish_candidate(record, _config_json(objective, e.architecture))
             if best["value"] > -float("inf"):
                 tracker.log_metrics({"best_reward": best["value"]}, step=e.index)
         except StoreUnavailable:
@@ -319,12 +232,12 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
 
     def on_iteration(stats: dict[str, Any]) -> None:
         if saved_checkpoint is not None and stats["iteration"] + 1 == saved_checkpoint:
-            check_checkpoint(strategy, checkpoint_path)
+            run_dir.check_checkpoint(strategy)
         if stats["iteration"] + 1 <= (saved_checkpoint or 0):
             return  # replayed: logged and saved before the interruption
         if hasattr(strategy, "save_controller"):  # after every update: a later search can warm-start from it
-            strategy.save_controller(controller_path)
-        save_checkpoint(strategy, checkpoint_path, progress.n)
+            strategy.save_controller(run_dir.controller)
+        run_dir.save_checkpoint(strategy, progress.n)
         try:
             # best_value: the best_reward curve already logged per candidate (one name per metric)
             tracker.log_metrics({k: v for k, v in stats.items() if k not in ("iteration", "best_value") and np.isfinite(v)},
@@ -339,25 +252,25 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
     closing = DeferredSignals()
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-            result = run_loop(space, strategy, objective, config.budget, on_evaluation, on_iteration, evaluator=evaluator,
-                              on_start=on_start, replay=replay, on_replay=seen)
+            result = parts.loop(parts.space, strategy, objective, config.budget, on_evaluation, on_iteration, evaluator=evaluator,
+                                on_start=on_start, replay=replay, on_replay=seen)
         status = "FINISHED"
     except KeyboardInterrupt:
         closing.hold()  # a second Ctrl-C now would leave the parent run RUNNING
         status = "KILLED"
         log.warning("interrupted: %d candidates are recorded in %s; `nas resume=%s` continues the search",
-                    len(read_candidates(candidates_path)), candidates_path, output_dir)
+                    len(run_dir.read_records()), run_dir.candidates, run_dir)
         raise
     except (ReplayError, ResumeError):
         status = status_before if resuming else "FAILED"  # a resume that cannot go on leaves the run as it found it
         raise
     except StoreUnavailable as exc:
-        raise SearchStopped(f"{exc}. Every candidate evaluated so far is recorded in {candidates_path}; when the store "
-                            f"answers again, `nas resume={output_dir}` finishes the search") from None
+        raise SearchStopped(f"{exc}. Every candidate evaluated so far is recorded in {run_dir.candidates}; when the store "
+                            f"answers again, `nas resume={run_dir}` finishes the search") from None
     except OSError as exc:  # the search's own files: a full disk, a folder that went away
-        what = f"'{exc.filename}'" if exc.filename else f"a file in '{output_dir}'"
-        raise SearchStopped(f"cannot write {what}: {exc.strerror or exc}. Every candidate recorded before is in {candidates_path}; "
-                            f"once there is room again, `nas resume={output_dir}` continues the search") from None
+        what = f"'{exc.filename}'" if exc.filename else f"a file in '{run_dir}'"
+        raise SearchStopped(f"cannot write {what}: {exc.strerror or exc}. Every candidate recorded before is in {run_dir.candidates}; "
+                            f"once there is room again, `nas resume={run_dir}` continues the search") from None
     finally:
         closing.hold()
         try:
@@ -366,11 +279,11 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
                 progress.total = progress.n
                 progress.refresh()
             progress.close()
-            records = read_candidates(candidates_path)
-            best_record = max((r for r in records if r["status"] == "ok"), key=lambda r: r["reward"], default=None)
-            has_best, plots = _write_outputs(best_record, records, objective, task, config, output_dir)
+            records = run_dir.read_records()
+            best_record = max((r for r in records if r.ok), key=lambda r: r.reward, default=None)
+            has_best, plots = _write_outputs(best_record, records, objective, task, config, run_dir)
             if tracker.unavailable is None:
-                _close_search_run(tracker, status, records, objective, output_dir, has_best, plots, candidates_path, controller_path)
+                _close_search_run(tracker, status, records, objective, run_dir, has_best, plots)
         finally:
             closing.release(raise_pending=status == "FINISHED")  # else the first interruption or error is on its way out
 
@@ -379,40 +292,40 @@ def _run_search(config: Config, output_dir: Path, hydra_dir: Path | None, sweep:
     if b is not None:
         log.info("best reward %.4f, metrics %s, %s parameters: %s", b.value, rounded(b.info.get("metrics")), b.info.get("num_parameters"),
                  b.architecture)
-        log.info("best architecture: %s", output_dir / "best" / "config.json")
+        log.info("best architecture: %s", run_dir.best / "config.json")
     log.info("MLflow store: %s (experiment '%s', run %s)", tracker.uri, config.tracking.experiment_name, tracker.parent_id)
     return result
 
 
-def _write_outputs(best_record: dict[str, Any] | None, records: list[dict[str, Any]], objective: CandidateObjective, task: Task,
-                   config: Config, output_dir: Path) -> tuple[bool, Any]:
+def _write_outputs(best_record: CandidateRecord | None, records: list[CandidateRecord], objective: CandidateObjective, task: Task,
+                   config: Config, run_dir: RunDirectory) -> tuple[bool, Any]:
     """best/ (the best architecture's config and preprocessor) and the plots. A full disk here loses neither the
     records nor the MLflow run's status: both are rebuilt from candidates.jsonl by a resume."""
     try:
         if best_record is not None:
-            save_folder(output_dir / "best", objective.hf_config(best_record["architecture"]), task.preprocessor)
-        plots = write_search_plots(records, config.task.metric, output_dir / "plots",
+            save_folder(run_dir.best, objective.hf_config(best_record.architecture), task.preprocessor)
+        plots = write_search_plots(records, config.task.metric, run_dir.plots,
                                    pareto_costs=["num_parameters"] + (["latency_ms"] if config.objective.cost == "latency_ms" else []))
     except OSError as exc:
-        log.warning("could not write the search's outputs in %s: %s; `nas resume=%s` writes them", output_dir, exc, output_dir)
+        log.warning("could not write the search's outputs in %s: %s; `nas resume=%s` writes them", run_dir, exc, run_dir)
         return False, None
     return best_record is not None, plots
 
 
-def settle_unfinished_runs(tracker: Tracker, records: list[dict[str, Any]], objective: CandidateObjective) -> None:
+def settle_unfinished_runs(tracker: Tracker, records: list[CandidateRecord], objective: CandidateObjective) -> None:
     """Child runs left RUNNING by an interruption: completed from their record when the candidate was recorded
     (the interruption came before MLflow had it all), else marked KILLED (it was training; it trains again on resume)."""
-    recorded = {r.get("mlflow_run_id"): evaluation_of(r) for r in records}
+    recorded = {r.mlflow_run_id: r for r in records}
     for run_id in tracker.unfinished_candidates():
         if run_id in recorded:
-            tracker.finish_candidate(run_id, recorded[run_id], _config_json(objective, recorded[run_id].architecture))
+            tracker.finish_candidate(recorded[run_id], _config_json(objective, recorded[run_id].architecture))
         else:
             tracker.mark_killed(run_id)
     tracker.flush()
 
 
-def _close_search_run(tracker: Tracker, status: str, records: list[dict[str, Any]], objective: CandidateObjective, output_dir: Path,
-                      has_best: bool, plots: Any, candidates_path: Path, controller_path: Path) -> None:
+def _close_search_run(tracker: Tracker, status: str, records: list[CandidateRecord], objective: CandidateObjective, run_dir: RunDirectory,
+                      has_best: bool, plots: Any) -> None:
     """The parent run's artifacts and status. A store that goes away now stops with SearchStopped (resume finishes it)."""
     try:
         if status != "FINISHED":
@@ -424,16 +337,16 @@ def _close_search_run(tracker: Tracker, status: str, records: list[dict[str, Any
                 log.warning("MLflow logging failed while the search was ending: %s", exc)
             settle_unfinished_runs(tracker, records, objective)
         if has_best:
-            tracker.log_artifact(output_dir / "best" / "config.json", "best")
-        tracker.log_artifact(candidates_path)
-        tracker.log_artifact(controller_path)
+            tracker.log_artifact(run_dir.best / "config.json", "best")
+        tracker.log_artifact(run_dir.candidates)
+        tracker.log_artifact(run_dir.controller)
         if plots:
-            tracker.log_artifact(output_dir / "plots", "plots")
+            tracker.log_artifact(run_dir.plots, "plots")
         tracker.end_search(status)
     except StoreUnavailable as exc:
         if status == "FINISHED":
-            raise SearchStopped(f"{exc}. The search is complete in {candidates_path}; when the store answers again, "
-                                f"`nas resume={output_dir}` logs the rest") from None
+            raise SearchStopped(f"{exc}. The search is complete in {run_dir.candidates}; when the store answers again, "
+                                f"`nas resume={run_dir}` logs the rest") from None
 
 
 def validate_config(config: Config) -> None:
@@ -441,20 +354,6 @@ def validate_config(config: Config) -> None:
     check_settings(config)  # what needs no torch (the command has checked it already, before the heavy imports)
     resolve_device(config.trainer.device)  # a missing GPU fails here, not in every candidate
     config.search_space.validate(config.task.name)
-
-
-def check_writable(output_dir: Path) -> None:
-    """The output directory exists (or can be made) and takes files: found now, not after the first candidate."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory '{output_dir}': {exc.strerror} (set hydra.run.dir=...)") from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the output directory '{output_dir}': permission denied (set hydra.run.dir=...)")
-
-
-class OutputError(ValueError):
-    """The output directory cannot be written."""
 
 
 def _config_json(objective: CandidateObjective, architecture: Architecture) -> str | None:

@@ -33,8 +33,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from nas.errors import ResumeError, SearchStopped
-from nas.evaluators import error_type_of
-from nas.search import Evaluation
+from nas.records import CandidateRecord
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 # Metric names, one per metric across a search and nas-final: val_<metric> (a candidate's and the final model's validation
@@ -401,38 +400,29 @@ class Tracker:
         self._log(run_id, (), params)
         return run_id
 
-    def finish_candidate(self, run_id: str | Future[str], evaluation: Evaluation, hf_config_json: str | None) -> None:
-        """The candidate's metrics, config and status, written in the background (``run_id``: an id, or
-        ``start_candidate``'s future of one)."""
-        self._in_background(self._log_candidate_body, run_id, evaluation, hf_config_json)
+    def finish_candidate(self, record: CandidateRecord, hf_config_json: str | None) -> None:
+        """The candidate's metrics, config and status (its run: ``record.mlflow_run_id``), written in the background."""
+        self._in_background(self._log_candidate_body, record, hf_config_json)
 
-    def _log_candidate_body(self, run_id: str | Future[str], e: Evaluation, hf_config_json: str | None) -> None:
-        if isinstance(run_id, Future):  # created by an earlier job of this thread: done by now
-            run_id = run_id.result()
+    def _log_candidate_body(self, record: CandidateRecord, hf_config_json: str | None) -> None:
         ts = _now()
-        info = e.info
         # Validation metrics at the training step they were measured (several steps under multi-fidelity), named as
         # nas-final names them: val_<metric> (and test_<metric> there), so one column compares candidates and final models.
-        checkpoints = info.get("checkpoints") or [(info.get("steps", 0), info.get("metrics", {}))]
+        checkpoints = record.checkpoints or [(record.steps or 0, record.metrics)]
         metrics = [Metric(f"{VAL_PREFIX}{k}", float(v), ts, int(step)) for step, values in checkpoints for k, v in values.items()]
-        # metric_reward: the metric's reward before a cost (objective.cost) traded against it; only when it differs from reward.
-        metric_reward = info.get("metric_reward") if info.get("metric_reward") != e.value else None
-        scalars = {"reward": e.value, "num_parameters": info.get("num_parameters"), "train_seconds": info.get("train_seconds"),
-                   "eval_seconds": info.get("eval_seconds"), "pretrain_seconds": info.get("pretrain_seconds"), "seconds": e.seconds,
-                   "latency_ms": info.get("latency_ms"), "metric_reward": metric_reward, "steps": info.get("steps")}
-        metrics += [Metric(k, float(v), ts, 0) for k, v in scalars.items() if v is not None]
-        metrics += [Metric("train_loss", loss, ts, step) for step, loss in info.get("losses", [])]
-        metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in info.get("pretrain_losses", [])]  # stage one
-        tags = [RunTag("status", e.status)]
-        if e.error:
-            tags += [RunTag("error_type", error_type_of(e.error)), RunTag("error", e.error[:5000])]
-        self._log(run_id, metrics=metrics, tags=tags)
+        metrics += [Metric(k, v, ts, 0) for k, v in record.mlflow_metrics().items()]
+        metrics += [Metric("train_loss", loss, ts, step) for step, loss in record.losses]
+        metrics += [Metric("pretrain_loss", loss, ts, step) for step, loss in record.pretrain_losses]  # stage one
+        tags = [RunTag("status", record.status)]
+        if record.error:
+            tags += [RunTag("error_type", record.error_type or "Error"), RunTag("error", record.error[:5000])]
+        self._log(record.mlflow_run_id, metrics=metrics, tags=tags)
         if hf_config_json:
-            self.client.log_text(run_id, hf_config_json, "config.json")
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED if e.ok else RunStatus.FAILED))
+            self.client.log_text(record.mlflow_run_id, hf_config_json, "config.json")
+        self.client.set_terminated(record.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED if record.ok else RunStatus.FAILED))
 
     # -- resuming an interrupted search ---------------------------------------------------------
-    def resume_search(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> str:
+    def resume_search(self, parent_id: str, state: Mapping[str, Any], records: list[CandidateRecord], where: str) -> str:
         """Continue logging to an interrupted search's parent run (RUNNING again); returns its status before.
 
         Only once the run is shown to be the search ``where`` holds (``state``: its search.json;
@@ -443,7 +433,7 @@ class Tracker:
         self.client.update_run(parent_id, status="RUNNING")
         return run.info.status
 
-    def check_search_run(self, parent_id: str, state: Mapping[str, Any], records: list[Mapping[str, Any]], where: str) -> Any:
+    def check_search_run(self, parent_id: str, state: Mapping[str, Any], records: list[CandidateRecord], where: str) -> Any:
         """The search's parent run, once shown to be the search ``where`` holds; ResumeError naming what differs."""
         from mlflow.exceptions import MlflowException
 
@@ -470,10 +460,10 @@ class Tracker:
         children = self.client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
                                            max_results=50000)
         mine = {r.info.run_id for r in children}
-        foreign = [r for r in records if r.get("mlflow_run_id") and r["mlflow_run_id"] not in mine]
+        foreign = [r for r in records if r.mlflow_run_id and r.mlflow_run_id not in mine]
         if foreign:
-            raise ResumeError(f"resume: candidate {foreign[0]['index']} of {where} was logged as MLflow run "
-                              f"{foreign[0]['mlflow_run_id']}, which is not a child of run {parent_id}: the folder and "
+            raise ResumeError(f"resume: candidate {foreign[0].index} of {where} was logged as MLflow run "
+                              f"{foreign[0].mlflow_run_id}, which is not a child of run {parent_id}: the folder and "
                               f"the run are different searches ({len(foreign)} of {len(records)} records differ)")
         return run
 

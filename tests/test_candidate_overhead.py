@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from nas.records import CandidateRecord
 from nas.search import Evaluation
 from nas.tracking import Tracker
 
@@ -39,7 +40,7 @@ def test_a_candidates_run_is_created_in_the_background_while_the_store_is_busy(t
 
     evaluation = Evaluation(index=3, architecture={"hidden_size": 64, "hidden_act": "gelu"}, key="abc", value=0.7, status="ok",
                             iteration=1, episode=2, step=0, seconds=1.0, info={"metrics": {"accuracy": 0.7}, "steps": 100})
-    tracker.finish_candidate(run, evaluation, '{"model_type": "bert"}')
+    tracker.finish_candidate(CandidateRecord.from_evaluation(evaluation, run.result()), '{"model_type": "bert"}')
     tracker.end_search()
 
     child = MlflowClient(sqlite_uri).get_run(run.result())

@@ -20,7 +20,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import nas
-from nas.runner import read_candidates, run_search
+from nas.folders import RunDirectory
+from nas.runner import run_search
 
 from .conftest import TINY, compose_config, run_nas
 from .test_tracking_server import start_mlflow_server, stop_mlflow_server
@@ -41,11 +42,11 @@ def runs_by_id(uri: str, experiment: str = "nas") -> dict[str, object]:
 
 def assert_failed_and_recorded(run_dir: Path, uri: str, error_type: str, message: str) -> None:
     """One candidate failed with ``error_type``, the other trained: in candidates.jsonl and in its MLflow run."""
-    records = read_candidates(run_dir / "candidates.jsonl")
-    assert sorted(r["status"] for r in records) == ["failed", "ok"], records
-    failed = next(r for r in records if r["status"] == "failed")
+    records = RunDirectory(run_dir).read_records()
+    assert sorted(r.status for r in records) == ["failed", "ok"], records
+    failed = next(r for r in records if r.status == "failed")
     assert failed["error_type"] == error_type and message in failed["error"] and failed["reward"] is None
-    run = runs_by_id(uri)[failed["mlflow_run_id"]]
+    run = runs_by_id(uri)[failed.mlflow_run_id]
     assert run.info.status == "FAILED"
     assert run.data.tags["status"] == "failed" and run.data.tags["error_type"] == error_type and message in run.data.tags["error"]
 
@@ -108,7 +109,7 @@ def when_recorded(run_dir: Path, count: int, action, timeout: float = 300) -> th
     def watch():
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (run_dir / "candidates.jsonl").is_file() and len(read_candidates(run_dir / "candidates.jsonl")) >= count:
+            if (run_dir / "candidates.jsonl").is_file() and len(RunDirectory(run_dir).read_records()) >= count:
                 action()
                 return
             time.sleep(0.05)
@@ -123,17 +124,17 @@ SEARCH = [o for o in TINY if not o.startswith(("budget=", "ppo.iterations="))] +
 
 def assert_complete_after_resume(run_dir: Path, uri: str, parent_id: str, budget: int = 8) -> None:
     """``budget`` distinct candidates, each with a finished child run holding its record; the parent run finished."""
-    records = read_candidates(run_dir / "candidates.jsonl")
-    assert [r["index"] for r in records] == list(range(budget)) and len({r["architecture_hash"] for r in records}) == budget
+    records = RunDirectory(run_dir).read_records()
+    assert [r.index for r in records] == list(range(budget)) and len({r.architecture_hash for r in records}) == budget
     runs = runs_by_id(uri)
     assert runs[parent_id].info.status == "FINISHED"
     assert [r for r in runs.values() if "mlflow.parentRunId" not in r.data.tags] == [runs[parent_id]]  # continued, not a new one
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
     for record in records:
-        run = runs[record["mlflow_run_id"]]
-        assert run.info.status == ("FINISHED" if record["status"] == "ok" else "FAILED")
-        if record["reward"] is not None:
-            assert run.data.metrics["reward"] == pytest.approx(record["reward"])
+        run = runs[record.mlflow_run_id]
+        assert run.info.status == ("FINISHED" if record.status == "ok" else "FAILED")
+        if record.reward is not None:
+            assert run.data.metrics["reward"] == pytest.approx(record.reward)
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, mo
     err = capsys.readouterr().err
     assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
 
-    recorded = read_candidates(run_dir / "candidates.jsonl")
+    recorded = RunDirectory(run_dir).read_records()
     assert 3 <= len(recorded) < 8
     parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]
     runs = runs_by_id(sqlite_uri)
@@ -161,7 +162,7 @@ def test_an_interrupted_search_ends_cleanly_and_resumes(tmp_path, sqlite_uri, mo
     assert (run_dir / "best" / "config.json").is_file()
 
     assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
-    assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded  # kept as it was
+    assert RunDirectory(run_dir).read_records()[: len(recorded)] == recorded  # kept as it was
     assert_complete_after_resume(run_dir, sqlite_uri, parent_id)
 
 
@@ -180,14 +181,14 @@ def test_a_tracking_server_that_goes_away_stops_the_search_and_a_resume_finishes
         err = capsys.readouterr().err
         assert status == 1, err
         assert f"the MLflow store at {server.url} did not answer" in err and f"nas resume={run_dir}" in err and "Traceback" not in err
-        recorded = read_candidates(run_dir / "candidates.jsonl")
+        recorded = RunDirectory(run_dir).read_records()
         assert 6 <= len(recorded) < 12
         assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["controller"]["iterations"] >= 1  # saved before the stop
         assert stopped_after < 240, "the search waited far longer than tracking.retry_seconds"
 
         server = start_mlflow_server(tmp_path / "server", port=server.port)  # the same store, back again
         assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0, capsys.readouterr().err
-        assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded
+        assert RunDirectory(run_dir).read_records()[: len(recorded)] == recorded
         parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]
         assert_complete_after_resume(run_dir, server.url, parent_id, budget=12)
     finally:

@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nas.folders import LOCK_FILE, FolderBusy, claim_new_search, lock_folder, release_folder, write_atomically
-from nas.runner import read_candidates
+from nas.folders import RunDirectory
 
 from .conftest import TINY, run_nas
 from .test_faults import assert_complete_after_resume, default_sigint, runs_by_id, when_recorded  # noqa: F401 (fixture)
@@ -44,7 +44,7 @@ def nas_process(*args: str, cwd: Path) -> subprocess.Popen:
 
 def kill_after(folder: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and len(read_candidates(folder / "candidates.jsonl")) < count:
+    while time.monotonic() < deadline and proc.poll() is None and len(RunDirectory(folder).read_records()) < count:
         time.sleep(0.05)
     assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read()[-2000:]}"
     os.kill(proc.pid, signal.SIGKILL)
@@ -139,8 +139,8 @@ def test_two_searches_started_at_once_in_one_folder_one_runs_the_other_is_refuse
     winner = next(seed for seed, (rc, _) in outcomes.items() if rc == 0)
     loser_err = outcomes[1 - winner][1]
     assert f"'{run_dir}'" in loser_err and ("is in use" in loser_err or "already holds a search" in loser_err), loser_err
-    records = read_candidates(run_dir / "candidates.jsonl")
-    assert [r["index"] for r in records] == list(range(8))  # one search's records, none lost, none interleaved
+    records = RunDirectory(run_dir).read_records()
+    assert [r.index for r in records] == list(range(8))  # one search's records, none lost, none interleaved
     assert f"seed: {winner}\n" in (run_dir / ".hydra" / "config.yaml").read_text()  # the winner's config, not overwritten
     state = json.loads((run_dir / "search.json").read_text())
     assert f"-seed{winner}-" in state["run_name"]  # ppo-<task>-seed<N>-<date-time>
@@ -151,7 +151,7 @@ def test_two_searches_started_at_once_in_one_folder_one_runs_the_other_is_refuse
 def test_two_resumes_of_one_folder_at_once_one_resumes_the_other_is_refused(tmp_path):
     run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
     kill_after(run_dir, 3, nas_process(*SEARCH, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", cwd=tmp_path))
-    recorded = read_candidates(run_dir / "candidates.jsonl")
+    recorded = RunDirectory(run_dir).read_records()
     assert 3 <= len(recorded) < 8
 
     procs = [nas_process(f"resume={run_dir}", f"hydra.run.dir={tmp_path / f'resume{i}'}", cwd=tmp_path) for i in range(2)]
@@ -159,7 +159,7 @@ def test_two_resumes_of_one_folder_at_once_one_resumes_the_other_is_refused(tmp_
     assert sorted(rc for rc, _ in outcomes) == [0, 2], outcomes
     loser_err = next(err for rc, err in outcomes if rc == 2)
     assert f"'{run_dir}' is in use" in loser_err and "Traceback" not in loser_err
-    assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded
+    assert RunDirectory(run_dir).read_records()[: len(recorded)] == recorded
     assert_complete_after_resume(run_dir, uri, parent_of(run_dir))  # nothing trained twice: 8 records, 8 child runs
 
 
@@ -193,7 +193,7 @@ def resume_refused(monkeypatch, capsys, run_dir: Path, tmp_path: Path, uri: str 
 
 def test_a_resume_pointed_at_a_candidates_run_is_refused(search, tmp_path, monkeypatch, capsys):
     run_dir, uri = search
-    candidate = read_candidates(run_dir / "candidates.jsonl")[2]["mlflow_run_id"]
+    candidate = RunDirectory(run_dir).read_records()[2].mlflow_run_id
     point_at(run_dir, candidate)
     resume_refused(monkeypatch, capsys, run_dir, tmp_path, uri, f"names MLflow run {candidate}, a candidate's run")
 
@@ -277,12 +277,12 @@ def test_a_full_disk_stops_the_search_cleanly_and_a_resume_finishes_it(small_dis
     err = capsys.readouterr().err
     assert "No space left on device" in err and f"'{run_dir}/" in err and f"nas resume={run_dir}" in err and "Traceback" not in err
     assert not list(run_dir.rglob("*.tmp"))
-    recorded = read_candidates(run_dir / "candidates.jsonl")
+    recorded = RunDirectory(run_dir).read_records()
     assert 1 <= len(recorded) < 8
     assert runs_by_id(sqlite_uri)[parent_of(run_dir)].info.status == "FAILED"
     assert not [r for r in runs_by_id(sqlite_uri).values() if r.info.status == "RUNNING"]
 
     subprocess.run(["mount", "-o", "remount,size=50m", str(small_disk)], check=True)  # room again
     assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
-    assert read_candidates(run_dir / "candidates.jsonl")[: len(recorded)] == recorded
+    assert RunDirectory(run_dir).read_records()[: len(recorded)] == recorded
     assert_complete_after_resume(run_dir, sqlite_uri, parent_of(run_dir))

@@ -8,7 +8,11 @@ import random
 import pytest
 import torch
 
-from nas.objectives import ObjectiveConfig, OverBudget, load_records, measure_latency, pareto_front, pareto_table, write_pareto
+from nas.latency import measure_latency
+from nas.pareto import pareto_front, pareto_table
+from nas.plots import write_pareto
+from nas.records import load_records
+from nas.settings import ObjectiveConfig, OverBudget
 
 LN2 = math.log(2)
 
@@ -229,10 +233,11 @@ def test_load_records_round_trip_and_named_outputs(tmp_path):
     import json
 
     path = tmp_path / "candidates.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records()))
+    path.write_text("".join(json.dumps({**r, "architecture_hash": f"h{r['index']}"}) + "\n" for r in records()))
     rows = load_records(path)
-    assert rows == records()
+    assert [{k: v for k, v in r.to_dict().items() if k in written} for r, written in zip(rows, records())] == records()
+    assert rows[-1].error == "FloatingPointError: loss nan" and not rows[-1].ok and rows[0].ok
     for r, ms in zip(rows, itertools.cycle([3.0, 7.5, 1.2])):
-        r["latency_ms"] = ms
+        r.latency_ms = ms
     paths = write_pareto(rows, "accuracy", "latency_ms", tmp_path, name="pareto_latency")
     assert [p.name for p in paths] == ["pareto_latency.csv", "pareto_latency.png"]

@@ -8,7 +8,7 @@ import math
 import pytest
 from PIL import Image
 
-from nas.objectives import load_records
+from nas.records import load_records
 from nas.plots import (
     BEST_SO_FAR,
     REWARD_PER_ITERATION,

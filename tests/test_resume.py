@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nas.config import saved_config
-from nas.runner import ResumeError, read_candidates, run_search
+from nas.folders import RunDirectory
+from nas.runner import ResumeError, run_search
 from nas.search import ReplayError
 
 from .conftest import TINY, compose_config, run_nas
@@ -25,7 +26,7 @@ SAME = ("architecture_hash", "status", "reward", "iteration", "episode", "step",
 
 
 def history(run_dir: Path) -> list[tuple]:
-    return [tuple(json.dumps(r[k], sort_keys=True) for k in SAME) for r in read_candidates(run_dir / "candidates.jsonl")]
+    return [tuple(json.dumps(getattr(r, k), sort_keys=True) for k in SAME) for r in RunDirectory(run_dir).read_records()]
 
 
 def child_runs(uri: str, experiment: str) -> list:
@@ -44,13 +45,13 @@ def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "nas", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # kill once 3 candidates are recorded
-        if len(read_candidates(run_dir / "candidates.jsonl")) >= 3:
+        if len(RunDirectory(run_dir).read_records()) >= 3:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    recorded = len(read_candidates(run_dir / "candidates.jsonl"))
+    recorded = len(RunDirectory(run_dir).read_records())
     assert 3 <= recorded < 10
     parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]
     assert MlflowClient(uri).get_run(parent_id).info.status == "RUNNING"  # what a kill -9 leaves
@@ -67,12 +68,12 @@ def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
     assert "RUNNING" not in statuses
     assert statuses.count("KILLED") <= 1  # the candidate that was training when the kill came, if any
     done = {r.info.run_id: r for r in children if r.info.status in ("FINISHED", "FAILED")}
-    records = read_candidates(run_dir / "candidates.jsonl")
-    assert sorted(done) == sorted(r["mlflow_run_id"] for r in records)
+    records = RunDirectory(run_dir).read_records()
+    assert sorted(done) == sorted(r.mlflow_run_id for r in records)
     for record in records:  # each recorded candidate's run has its metrics, even those the kill cut short
-        run = done[record["mlflow_run_id"]]
-        assert run.data.metrics["reward"] == pytest.approx(record["reward"]) if record["reward"] is not None else True
-        assert run.data.tags["status"] == record["status"]
+        run = done[record.mlflow_run_id]
+        assert run.data.metrics["reward"] == pytest.approx(record.reward) if record.reward is not None else True
+        assert run.data.tags["status"] == record.status
     assert len(client.get_metric_history(parent_id, "best_reward")) == 10
 
 
@@ -87,7 +88,7 @@ def test_a_finished_search_resumes_to_the_same_result_without_training(tmp_path,
     again = run_search(saved_config(str(run_dir)), run_dir)
     assert [(e.key, e.value) for e in again.history] == [(e.key, e.value) for e in first.history]
     assert all(e.seconds == f.seconds for e, f in zip(again.history, first.history, strict=True))  # replayed, not retrained
-    assert len(read_candidates(run_dir / "candidates.jsonl")) == len(first.history)
+    assert len(RunDirectory(run_dir).read_records()) == len(first.history)
     assert len(child_runs(sqlite_uri, "nas")) == len(first.history)
 
 
@@ -95,10 +96,9 @@ def test_a_resume_that_does_not_replay_the_record_stops_before_training(tmp_path
     config = compose_config(TINY + [f"tracking.uri={sqlite_uri}"])
     run_dir = tmp_path / "run"
     run_search(config, run_dir)
-    path = run_dir / "candidates.jsonl"
-    rows = read_candidates(path)
-    rows[1]["architecture_hash"] = "0123456789ab"  # not what this config proposes second
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = RunDirectory(run_dir).read_records()
+    rows[1].architecture_hash = "0123456789ab"  # not what this config proposes second
+    (run_dir / "candidates.jsonl").write_text("".join(r.to_json() + "\n" for r in rows))
     config.resume = str(run_dir)
     with pytest.raises(ReplayError, match="candidate 1"):
         run_search(config, run_dir)
@@ -106,9 +106,16 @@ def test_a_resume_that_does_not_replay_the_record_stops_before_training(tmp_path
 
 def test_a_torn_last_line_is_dropped(tmp_path):
     path = tmp_path / "candidates.jsonl"
-    path.write_text('{"index": 0}\n{"index": 1, "archi')
-    assert read_candidates(path) == [{"index": 0}]
-    assert path.read_text() == '{"index": 0}\n'
+    whole = '{"index": 0, "architecture": {"n": 1}, "architecture_hash": "h0", "status": "ok", "reward": 0.5}\n'
+    path.write_text(whole + '{"index": 1, "archi')
+    assert [(r.index, r.reward, r.architecture) for r in RunDirectory(tmp_path).read_records()] == [(0, 0.5, {"n": 1})]
+    assert path.read_text() == whole
+
+
+def test_a_line_that_is_not_a_record_is_named(tmp_path):
+    (tmp_path / "candidates.jsonl").write_text('{"index": 0}\n{"index": 1}\n')
+    with pytest.raises(ResumeError, match="line 1 is not a candidate record.*architecture"):
+        RunDirectory(tmp_path).read_records()
 
 
 @pytest.mark.parametrize("make", ["missing", "not_a_search", "foreign_state", "foreign_checkpoint"])
@@ -124,8 +131,8 @@ def test_bad_resume_targets_are_named(tmp_path, sqlite_uri, make):
         import torch
 
         torch.save({"format": "nas-search-checkpoint/1", "controller": {"iterations": 1, "policy": {}, "value": {}}}, run_dir / "checkpoint.pt")
-        rows = read_candidates(run_dir / "candidates.jsonl")
-        (run_dir / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rows = RunDirectory(run_dir).read_records()
+        (run_dir / "candidates.jsonl").write_text("".join(r.to_json() + "\n" for r in rows))
     config.resume = str(run_dir)
     expected = {"missing": "is not a directory", "not_a_search": "has no search.json", "foreign_state": "format tag",
                 "foreign_checkpoint": "did not reproduce"}[make]

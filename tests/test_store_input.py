@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nas.runner import read_candidates
+from nas.folders import RunDirectory
 
 from .conftest import TINY, run_nas
 
@@ -39,7 +39,7 @@ def test_a_tracking_setting_mlflow_refuses_is_named_before_any_work(arguments, e
     assert run_nas(monkeypatch, *args) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
-    assert not db.exists() and not read_candidates(tmp_path / "run" / "candidates.jsonl")
+    assert not db.exists() and not RunDirectory(tmp_path / "run").read_records()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no store, no mlruns/, no run folder left behind
 
 
@@ -53,7 +53,7 @@ def test_a_deleted_experiment_is_named_with_how_to_restore_it(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert f"tracking.experiment_name: the experiment 'gone' is deleted in {uri}" in err and f"--experiment-id {experiment_id}" in err
     assert client.search_runs([experiment_id], run_view_type=3) == []  # ViewType.ALL: nothing logged to it
-    assert not read_candidates(tmp_path / "run" / "candidates.jsonl")
+    assert not RunDirectory(tmp_path / "run").read_records()
 
 
 def test_every_store_form_nas_documents_is_accepted(tmp_path):

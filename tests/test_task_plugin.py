@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from nas.config import register_configs
 from nas.models import FAMILIES, auto_model, get_family, tasks_of
-from nas.objectives import _maximise
+from nas.pareto import maximised
 from nas.runner import run_search
 from nas.tasks import TASKS, TaskConfig, TaskSpec, register_task
 from nas.tasks.base import label_fields, tensor_batches
@@ -114,7 +114,7 @@ def test_a_task_registered_from_outside_runs_a_real_search(tmp_path, sqlite_uri,
     assert len(result.history) == 5 and all(e.ok for e in result.history), [e.error for e in result.history]
     for e in result.history:
         assert e.value == -e.info["metrics"]["error_rate"]
-    assert not _maximise("error_rate", None)  # its direction comes from its spec
+    assert not maximised("error_rate", None)  # its direction comes from its spec
     client = MlflowClient(sqlite_uri)
     runs = client.search_runs([client.get_experiment_by_name("nas").experiment_id])
     [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
