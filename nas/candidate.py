@@ -1,4 +1,5 @@
-"""One candidate: build its transformers model from an architecture, train it, score it.
+"""One candidate: build its transformers model from an architecture, train it, score it. ``train_architecture`` is
+how an architecture trains, in the search and in nas-final (nas.final) alike.
 
 Kept apart from the runner (which imports MLflow) so worker processes and Ray tasks that train
 candidates load only what training needs.
@@ -11,7 +12,7 @@ import functools
 import json
 import random
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,7 @@ from nas.search import Evaluation, Outcome
 from nas.space import Architecture, architecture_key
 from nas.tasks import Task
 from nas.tasks.base import LocalCache
-from nas.train import RecordedBatches, fit, resolve_device, train_and_evaluate
-
+from nas.train import RecordedBatches, TrainerConfig, TrainResult, fit, resolve_device, train_and_evaluate
 
 CONFIGS_KEPT = 64  # HF configs CandidateObjective keeps, the latest architectures
 
@@ -52,6 +52,39 @@ def seeded_stream(train_batches: Callable[[int, torch.Generator], Iterator[dict[
                   seed: int) -> Iterator[dict[str, torch.Tensor]]:
     """A task's training stream in the order ``seed`` gives (a fresh generator each call: the same batches each time)."""
     return train_batches(batch_size, torch.Generator().manual_seed(seed))
+
+
+def train_architecture(hf_config, task: Task, trainer: TrainerConfig, seed: int, architecture: Architecture, *,
+                       pretrain_batches: Callable[[str], Iterator[dict[str, torch.Tensor]]] | None = None,
+                       batches: Iterable[dict[str, torch.Tensor]] | None = None, checkpoints: Sequence[int] = (),
+                       keep_training: Callable[[int, dict[str, float]], bool] | None = None,
+                       info: dict[str, Any] | None = None) -> tuple[torch.nn.Module, TrainResult, dict[str, Any]]:
+    """How an architecture trains, in the search (CandidateObjective) and in nas-final alike: the initialisation
+    ``candidate_seed(seed, architecture)`` gives; with ``pretrain_batches`` (pre-training objective, mlm | clm ->
+    its batches), first ``trainer.pretrain.steps`` self-supervised steps of the body, which the task model then
+    takes over (``transfer_body``); then ``trainer.max_steps`` steps on the task's training stream (data order:
+    ``seed``), and the validation metrics.
+
+    What differs between the callers is theirs to give: ``batches`` (the training stream recorded beforehand,
+    nas.train.RecordedBatches; default: made here), and the multi-fidelity ``checkpoints`` and ``keep_training``
+    (nas.train.train_and_evaluate). Returns the trained task model, its TrainResult and ``info`` (a new dict
+    when not given), which gets pretrain_objective, pretrain_losses and pretrain_seconds as soon as the
+    pre-training is done: a fine-tuning that fails afterwards keeps them."""
+    info = {} if info is None else info
+    torch.manual_seed(candidate_seed(seed, architecture))
+    if pretrain_batches is not None:
+        objective, pretrained = build_pretraining_model(hf_config)
+        pretrained.to(resolve_device(trainer.device))
+        losses, seconds = fit(pretrained, pretrain_batches(objective), trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
+        info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
+        model = build_model(hf_config, task.name)
+        transfer_body(pretrained, model)
+        del pretrained
+    else:
+        model = build_model(hf_config, task.name)
+    trained = train_and_evaluate(model, task, trainer, data_seed=seed, checkpoints=checkpoints, keep_training=keep_training,
+                                 batches=batches)
+    return model, trained, info
 
 
 class CandidateObjective:
@@ -102,23 +135,20 @@ class CandidateObjective:
     def __call__(self, architecture: Architecture) -> Outcome:
         hf_config = self.hf_config(architecture)
         info: dict[str, Any] = {"num_parameters": parameter_count(hf_config, self.task.name)}
-        torch.manual_seed(candidate_seed(self.config.seed, architecture))
         trainer = self.config.trainer
         try:
             if self.objective.cost == "latency_ms":  # before training: weights do not change the compute
+                torch.manual_seed(candidate_seed(self.config.seed, architecture))  # the candidate's init (train_architecture seeds afresh)
                 latency_model = build_model(hf_config, self.task.name).to(resolve_device(trainer.device))
                 batch = next(self.task.train_batches(trainer.eval_batch_size, torch.Generator().manual_seed(self.config.seed)))
                 info["latency_ms"] = measure_latency(latency_model, batch)
                 del latency_model
-                torch.manual_seed(candidate_seed(self.config.seed, architecture))  # the same init as without the measurement
             self.objective.check(info)  # a hard budget fails the candidate before any training
-            if self.corpus is not None:
-                model = self._pretrained_model(hf_config, info)
-            else:
-                model = build_model(hf_config, self.task.name)
-            trained = train_and_evaluate(model, self.task, trainer, data_seed=self.config.seed,
-                                         checkpoints=self.fidelity.steps, keep_training=self._keep_training if self.fidelity.steps else None,
-                                         batches=self.train_batches)
+            # The search's own: its recorded batches, and the fidelity checkpoints with their hurdles.
+            _, trained, _ = train_architecture(hf_config, self.task, trainer, self.config.seed, architecture,
+                                               pretrain_batches=self._pretrain_stream if self.corpus is not None else None,
+                                               batches=self.train_batches, checkpoints=self.fidelity.steps,
+                                               keep_training=self._keep_training if self.fidelity.steps else None, info=info)
         except Exception as exc:  # recorded as a failed candidate; the search goes on
             return Outcome(None, "failed", describe_failure(exc), info)
         metric_reward = self.task.reward(trained.metrics)
@@ -132,15 +162,6 @@ class CandidateObjective:
         peers = self.peers.get(step, [])
         return len(peers) < self.fidelity.min_peers or reward >= float(np.quantile(peers, 1 - self.fidelity.promote))
 
-
-    def _pretrained_model(self, hf_config, info: dict[str, Any]) -> torch.nn.Module:
-        """Stage one: self-supervised training of the body on the corpus; returns the task model holding that body."""
-        trainer = self.config.trainer
-        objective, pretrained = build_pretraining_model(hf_config)
-        pretrained.to(resolve_device(trainer.device))
-        batches = iter(self.pretrain_batches[objective])
-        losses, seconds = fit(pretrained, batches, trainer.pretrain.steps, trainer.pretrain.learning_rate, trainer)
-        info.update(pretrain_objective=objective, pretrain_losses=losses, pretrain_seconds=seconds)
-        model = build_model(hf_config, self.task.name)
-        transfer_body(pretrained, model)
-        return model
+    def _pretrain_stream(self, objective: str) -> Iterator[dict[str, torch.Tensor]]:
+        """The corpus's batches for ``objective`` (mlm | clm) in the search seed's order, recorded once for every candidate."""
+        return iter(self.pretrain_batches[objective])

@@ -23,6 +23,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -307,16 +308,15 @@ def version_description(task: TaskConfig, data: SearchData, metrics: dict[str, f
 
 def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     """Train, score, save and register the best architecture of ``config.search``; outputs in ``output_dir``."""
-    import torch
-
     from nas import registry
-    from nas.models import auto_model, build_config, build_model, build_pretraining_model, parameter_count, pretraining_objective
-    from nas.pretrain import PretrainingCorpus, read_corpus, transfer_body
+    from nas.candidate import train_architecture
+    from nas.models import auto_model, build_config, parameter_count, pretraining_objective
+    from nas.pretrain import PretrainingCorpus, read_corpus
     from nas.export import model_card, save_folder, shippable
-    from nas.runner import candidate_seed, rounded
+    from nas.runner import rounded
     from nas.tasks import make_task
     from nas.tracking import flatten, log_dataset_inputs, open_store, resolve_uri
-    from nas.train import evaluate, fit, resolve_device, train_and_evaluate
+    from nas.train import evaluate
 
     # Everything that can fail on bad input, before anything trains: the settings, then the search they name.
     validate_final(config)
@@ -358,21 +358,15 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     log.info("best candidate %s of %s (reward %.4f): %s, %s parameters", best.get("index"), search.where, best["reward"], architecture,
              f"{num_parameters:,}")
 
-    # Train: the searched candidate's initialisation and data order, the final budget, the whole training split.
-    torch.manual_seed(candidate_seed(seed, architecture))
-    pretrain_seconds = 0.0
-    if corpus is not None:
-        objective, pretrained = build_pretraining_model(hf_config)
-        pretrained.to(resolve_device(trainer.device))
-        _, pretrain_seconds = fit(pretrained, corpus.batches(objective, seed=seed), pretrain.steps, pretrain.learning_rate, trainer)
-        model = build_model(hf_config, task_name)
-        transfer_body(pretrained, model)
-        del pretrained
-    else:
-        model = build_model(hf_config, task_name)
-    log.info("training %d steps (batch %d) on %s training examples", trainer.max_steps, trainer.batch_size,
-             "all" if task_config.train_size is None else f"the first {task_config.train_size}")
-    trained = train_and_evaluate(model, task, trainer, data_seed=seed)
+    # Train as the search trained its candidates (nas.candidate.train_architecture: the same initialisation, pre-training and
+    # data order), with the final's own: its trainer (budget, and pre-training settings), the whole training split, its
+    # corpus's batches made here, no fidelity checkpoints, no recorded batches.
+    log.info("training %d steps (batch %d) on %s training examples%s", trainer.max_steps, trainer.batch_size,
+             "all" if task_config.train_size is None else f"the first {task_config.train_size}",
+             f", after {pretrain.steps} pre-training steps" if corpus is not None else "")
+    model, trained, info = train_architecture(hf_config, task, trainer, seed, architecture,
+                                              pretrain_batches=functools.partial(corpus.batches, seed=seed) if corpus is not None else None)
+    pretrain_seconds = info.get("pretrain_seconds", 0.0)
     start = time.perf_counter()
     test = evaluate(model, task, trainer.eval_batch_size, split="test") if data.note is None else None
     test_seconds = time.perf_counter() - start

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from transformers import AutoImageProcessor, AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
 
+import nas.candidate
 import nas.final
 import nas.train
 from nas.config import CONF_DIR, DATA_DIR, Config, FinalConfig, to_typed
@@ -231,7 +232,7 @@ BAD_INPUT = {  # case -> (search argument, extra overrides, error, message)
 @pytest.mark.parametrize("case", BAD_INPUT)
 def test_bad_input_fails_before_any_training(case, text_search, store, tmp_path, monkeypatch):
     argument, overrides, error, message = BAD_INPUT[case]
-    monkeypatch.setattr(nas.train, "train_and_evaluate", lambda *a, **k: pytest.fail("trained on bad input"))
+    monkeypatch.setattr(nas.candidate, "train_architecture", lambda *a, **k: pytest.fail("trained on bad input"))  # run_final's training
     client = MlflowClient(store.uri)
     runs_before = len(client.search_runs([text_search.experiment_id]))
     config = final_config([f"search={argument(text_search, tmp_path)}", f"tracking.uri={store.uri}", *overrides])
