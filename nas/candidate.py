@@ -20,8 +20,8 @@ import torch
 
 from nas.config import Config
 from nas.evaluators import describe_failure
+from nas.latency import measure_latency
 from nas.models import build_config, build_model, build_pretraining_model, parameter_count
-from nas.objectives import measure_latency
 from nas.pretrain import PretrainingCorpus, transfer_body
 from nas.search import Evaluation, Outcome
 from nas.space import Architecture, architecture_key
