@@ -43,8 +43,8 @@ from nas.config import (  # noqa: E402
     to_typed,
 )
 from nas.cli import register_help  # noqa: E402
-from nas.errors import reporting, run_command  # noqa: E402
-from nas.objectives import load_records  # noqa: E402
+from nas.errors import BadInput, reporting, run_command  # noqa: E402
+from nas.records import CandidateRecord, load_records  # noqa: E402
 
 register_configs()
 register_help()  # the ${nas_groups:...} of nas-final --help
@@ -55,7 +55,7 @@ CANDIDATES_FILE = "candidates.jsonl"
 METRICS_FILE = "metrics.json"
 
 
-class FinalError(ValueError):
+class FinalError(BadInput):
     """Bad input to nas-final (the search, its candidates, its test split): raised before anything trains."""
 
 
@@ -117,7 +117,7 @@ class Search:
 
     config: Config
     raw: DictConfig  # the composed config as the search saved it (interpolations unresolved)
-    records: list[dict[str, Any]]  # candidates.jsonl
+    records: list[CandidateRecord]  # candidates.jsonl
     where: str  # how messages name it: its directory, or its MLflow run
     tracking_uri: str  # the MLflow store the final run goes to
     run_id: str | None = None  # the search's parent run, when the store has it
@@ -158,7 +158,7 @@ def _typed(raw: DictConfig, where: str) -> Config:
         raise FinalError(f"search: cannot read the search's config {where}: {exc}") from exc
 
 
-def _records(path: Path, where: str) -> list[dict[str, Any]]:
+def _records(path: Path, where: str) -> list[CandidateRecord]:
     try:
         return load_records(path)
     except ValueError as exc:
@@ -177,7 +177,7 @@ def _search_from_directory(path: Path, tracking_uri: str | None) -> Search:
     config = _typed(raw, f"'{config_file}'")
     search = Search(config, raw, _records(candidates, f"'{path}'"), f"'{path}'", tracking_uri or config.tracking.uri)
     # The parent run: the one every candidate's run is nested in.
-    run_ids = [r["mlflow_run_id"] for r in search.records if r.get("mlflow_run_id")]
+    run_ids = [r.mlflow_run_id for r in search.records if r.mlflow_run_id]
     if run_ids:
         try:
             run = registry.get_run(search.tracking_uri, run_ids[0])
@@ -213,14 +213,13 @@ def _search_from_run(run_id: str, tracking_uri: str) -> Search:
                   tracking_uri, run_id, run.info.experiment_id)
 
 
-def best_candidate(search: Search) -> dict[str, Any]:
+def best_candidate(search: Search) -> CandidateRecord:
     """The successful candidate with the highest reward (the earliest of equals)."""
-    ok = [r for r in search.records
-          if r.get("status") == "ok" and isinstance(r.get("reward"), (int, float)) and math.isfinite(r["reward"])]
+    ok = [r for r in search.records if r.ok and isinstance(r.reward, (int, float)) and math.isfinite(r.reward)]
     if not ok:
         raise FinalError(f"search: no successful candidate in {search.where} "
                          f"({len(search.records)} candidates, none with status 'ok' and a finite reward)")
-    return max(ok, key=lambda r: r["reward"])
+    return max(ok, key=lambda r: r.reward)
 
 
 @dataclass(frozen=True)
@@ -297,13 +296,13 @@ def final_data(task: TaskConfig) -> dict[str, tuple[str, int | None]]:
     return data
 
 
-def version_description(task: TaskConfig, data: SearchData, metrics: dict[str, float], search: Search, best: dict[str, Any]) -> str:
+def version_description(task: TaskConfig, data: SearchData, metrics: dict[str, float], search: Search, best: CandidateRecord) -> str:
     """What a registry version says of itself: its data, its metrics, the search that found it."""
     scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     sets = [task.test_file] if task.test_file else list(getattr(task, "test_files", {}).values())
     test = f"test {', '.join(sets)}" if sets else data.note
     return (f"{task.name} on {task.train_file} (validation {task.validation_file}; {test}). {scores}. "
-            f"Found by search {search.run_id or search.where}, candidate {best.get('index')}.")
+            f"Found by search {search.run_id or search.where}, candidate {best.index}.")
 
 
 def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
@@ -322,7 +321,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     validate_final(config)
     search = load_search(config.search, config.tracking.uri)
     best = best_candidate(search)
-    architecture = best["architecture"]
+    architecture = best.architecture
     search_config = search.config
     data = search_data(search, config.task)
     task_config = final_task_config(search, config.task, data)
@@ -355,7 +354,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         corpus.check(pretraining_objective(family))
     hf_config = build_config(family, architecture, {**task.config_fields(), **search_config.search_space.fixed})
     num_parameters = parameter_count(hf_config, task_name)
-    log.info("best candidate %s of %s (reward %.4f): %s, %s parameters", best.get("index"), search.where, best["reward"], architecture,
+    log.info("best candidate %s of %s (reward %.4f): %s, %s parameters", best.index, search.where, best.reward, architecture,
              f"{num_parameters:,}")
 
     # Train as the search trained its candidates (nas.candidate.train_architecture: the same initialisation, pre-training and
@@ -387,7 +386,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     card = model_card(
         register_as,
         f"A `{family}` model ({num_parameters:,} parameters) whose architecture a `nas` {search_config.strategy} search found "
-        f"(search {search.where}, MLflow run `{search.run_id}`; candidate {best.get('index')}, search reward {best['reward']:.4f}), "
+        f"(search {search.where}, MLflow run `{search.run_id}`; candidate {best.index}, search reward {best.reward:.4f}), "
         f"trained by `nas-final` for {trained.steps} steps, scored with the task's metric `{task_config.metric}`.",
         task_name, family, auto_class, architecture,
         {"train": task_config.train_file, "validation": task_config.validation_file, "test": task_config.test_file,
@@ -402,8 +401,8 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         "num_parameters": num_parameters, "metrics": metrics, "validation": trained.metrics, "test": test, "test_split": data.note or "",
         "train_seconds": trained.train_seconds, "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds,
         "pretrain_seconds": pretrain_seconds, "steps": trained.steps, "seed": seed,
-        "search": {"where": search.where, "run_id": search.run_id, "candidate": best.get("index"), "reward": best["reward"],
-                   "metrics": best.get("metrics"), "mlflow_run_id": best.get("mlflow_run_id")},
+        "search": {"where": search.where, "run_id": search.run_id, "candidate": best.index, "reward": best.reward,
+                   "metrics": best.metrics, "mlflow_run_id": best.mlflow_run_id},
         "trainer": OmegaConf.to_container(OmegaConf.structured(trainer)),
         "task_config": OmegaConf.to_container(OmegaConf.structured(task_config), enum_to_str=True),
     }
@@ -415,10 +414,10 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     tags = {"search_run_id": search.run_id or "", "search": search_ref, "task": task_name, "family": family,
             "output_dir": str(output_dir), "stage": "final", "data": "shipped" if data.shipped else "own",
             "test_split": data.note or (task_config.test_file or ", ".join(data.test_files.values()))}
-    params = {**architecture, "family": family, "seed": seed, "search_candidate": best.get("index"),
+    params = {**architecture, "family": family, "seed": seed, "search_candidate": best.index,
               **flatten({"trainer": summary["trainer"], "task": summary["task_config"]})}
     scalars = {**metrics, "num_parameters": num_parameters, "train_seconds": trained.train_seconds,
-               "eval_seconds": trained.eval_seconds, "search_reward": best["reward"], **({"test_seconds": test_seconds} if test is not None else {})}
+               "eval_seconds": trained.eval_seconds, "search_reward": best.reward, **({"test_seconds": test_seconds} if test is not None else {})}
     run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "") + f"-{datetime.now():%Y%m%d-%H%M%S}"
     logged = registry.log_final_model(resolve_uri(search.tracking_uri), search.experiment_id, run_name, tags, params, scalars,
                                       trained.losses, model, preprocessor, task_name, small_files, register_as, card,

@@ -21,7 +21,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from nas.errors import CallbackError, ResumeError
+from nas.errors import BadInput, CallbackError, ResumeError
 from nas.records import CandidateRecord, append_record, load_records
 
 LOCK_FILE = ".nas.lock"
@@ -37,15 +37,15 @@ SEARCH_FILES = (SEARCH_STATE_FILE, CANDIDATES_FILE, CHECKPOINT_FILE)
 _held: dict[Path, int] = {}  # folder (resolved) -> the open descriptor that holds its lock
 
 
-class FolderBusy(ValueError):
+class FolderBusy(BadInput):
     """Another live process holds the folder (bad input: nothing of this run has started)."""
 
 
-class FolderTaken(ValueError):
+class FolderTaken(BadInput):
     """The folder holds another search's records."""
 
 
-class OutputError(ValueError):
+class OutputError(BadInput):
     """The output directory cannot be written."""
 
 

@@ -99,7 +99,7 @@ class ParallelConfig:
                            "on Ray, give tasks memory with Ray's own resources")
 
 
-# -- the reward (nas/objectives.py) ------------------------------------------------------------------------
+# -- the reward and its cost penalty --------------------------------------------------------------------------
 
 
 COSTS = ("num_parameters", "latency_ms")  # latency_ms: median ms of one eval-mode forward pass of one eval batch

@@ -32,7 +32,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from nas.errors import ResumeError, SearchStopped
+from nas.errors import BadInput, ResumeError, SearchStopped
 from nas.records import CandidateRecord
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
@@ -203,7 +203,7 @@ def check_store(uri: str, timeout: float = 5.0, must_exist: bool = False) -> Non
             raise StoreUnreachable(f"tracking.uri: cannot write the sqlite store '{path}' (permission denied)")
 
 
-class StoreUnreachable(ValueError):
+class StoreUnreachable(BadInput):
     """tracking.uri names a store this process cannot use (bad input: found before any work)."""
 
 

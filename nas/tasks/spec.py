@@ -92,7 +92,7 @@ class TaskSpec:
     families: tuple[str, ...] = ()  # model families with a head for it, beside those whose Family.tasks names it
 
 
-# name -> spec: what make_task, nas.models, nas.registry, nas.pretrain and nas.objectives look tasks up in.
+# name -> spec: what make_task, nas.models, nas.registry, nas.pretrain and nas.pareto look tasks up in.
 TASKS: dict[str, TaskSpec] = {}
 
 
