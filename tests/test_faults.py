@@ -87,7 +87,7 @@ def test_a_failed_candidate_gives_ppo_the_penalty_reward():
     failed_iterations = {e.iteration for e in result.history if not e.ok and e.step > 0}
     assert failed_iterations, "no episode stepped onto the failing architecture"
     for stats in result.iterations:
-        assert (stats["reward_min"] == -7.5) == (stats["iteration"] in failed_iterations)
+        assert (stats["ppo/reward_min"] == -7.5) == (stats["iteration"] in failed_iterations)
 
 
 def test_a_worker_that_dies_fails_its_candidates_and_the_search_goes_on():
