@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nas.config import Config
+from nas.errors import BadInput
 from nas.evaluators import describe_failure
 from nas.latency import measure_latency
 from nas.models import build_config, build_model, build_pretraining_model, parameter_count
@@ -35,7 +36,7 @@ CONFIGS_KEPT = 64  # HF configs CandidateObjective keeps, the latest architectur
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch; ``seed`` (the config's) must be what NumPy's legacy seeding takes."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
+        raise BadInput(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

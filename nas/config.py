@@ -128,7 +128,7 @@ _SCHEMAS: dict[str, type] = {}
 def config_schema(strategy: str) -> type:
     """The search's schema when ``strategy`` is chosen: Config plus that strategy's settings under the key of its name
     (ppo.*, tpe.*), so a config carries only its own strategy's settings and another's key fails at compose time.
-    Stored as the Hydra option strategy/base_<name> (package _global_), which the option strategy/<name>.yaml extends."""
+    Stored as _schemas/strategy/<name> (package _global_) in Hydra's ConfigStore, which the option strategy/<name>.yaml extends."""
     spec = strategy_spec(strategy)
     if spec.settings is None:
         return Config
@@ -188,13 +188,15 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("nas_data"):
         OmegaConf.register_new_resolver("nas_data", shipped_data)
     cs = ConfigStore.instance()
-    for name in STRATEGIES:  # strategy=<name> extends strategy/base_<name>: the search schema with its settings only
-        cs.store(group="strategy", name=f"base_{name}", node=config_schema(name), package="_global_")
+    # Schemas live in the _schemas/ group, which no option list offers: `task=`, `strategy=` and completion name
+    # only conf/'s options. Each option's YAML extends its schema: defaults: [/_schemas/<group>/<name>, _self_].
+    for name in STRATEGIES:  # strategy=<name>: the search schema with that strategy's settings only
+        cs.store(group="_schemas/strategy", name=name, node=config_schema(name), package="_global_")
     for name, spec in TASKS.items():  # task=<name> composes against its own schema: only its settings
-        cs.store(group="task", name=f"base_{name}", node=spec.schema)
-    cs.store(group="search_space", name="base_search_space", node=SearchSpaceConfig)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
-    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+        cs.store(group="_schemas/task", name=name, node=spec.schema, package="task")
+    cs.store(group="_schemas", name="search_space", node=SearchSpaceConfig, package="search_space")
+    cs.store(group="_schemas", name="trainer", node=TrainerConfig, package="trainer")
+    cs.store(group="_schemas", name="tracking", node=TrackingConfig, package="tracking")
     cs.store(name="base_final", node=FinalConfig)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Container
 
 import numpy as np
 
+from nas.errors import BadInput
 from nas.space import Encoding, SearchSpace
 
 State = tuple[Encoding, int]  # (architecture or prefix of choices, step)
@@ -35,7 +36,7 @@ class ArchitectureEnv:
 
     def __init__(self, space: SearchSpace, horizon: int):
         if horizon < 1:
-            raise ValueError(f"ppo.horizon must be >= 1, got {horizon}")
+            raise BadInput(f"ppo.horizon must be >= 1, got {horizon}")
         self.space = space
         self.horizon = horizon
         # action index -> (dimension index, choice index); the last action is "stop".
@@ -161,4 +162,4 @@ def make_env(name: str, space: SearchSpace, horizon: int) -> ArchitectureEnv | C
         return ArchitectureEnv(space, horizon)
     if name == "controller":
         return ControllerEnv(space)
-    raise ValueError(f"ppo.env must be 'modify' or 'controller', got {name!r}")
+    raise BadInput(f"ppo.env must be 'modify' or 'controller', got {name!r}")

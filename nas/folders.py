@@ -21,7 +21,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from nas.errors import BadInput, CallbackError, ResumeError
+from nas.errors import BadInput, CallbackError, ResumeError, UnusablePath
 from nas.records import CandidateRecord, append_record, load_records
 
 LOCK_FILE = ".nas.lock"
@@ -267,8 +267,8 @@ class ClaimRunFolder(Callback):
             claim_new_search(Path(str(config.hydra.run.dir)))
         except (FolderBusy, FolderTaken) as exc:
             raise CallbackError(exc) from None
-        except OSError:
-            return  # the folder cannot be made or written: the search names it (runner.check_writable)
+        except OSError as exc:  # the folder cannot be made or written (Hydra would fail making it next)
+            raise CallbackError(UnusablePath(exc, "hydra.run.dir")) from None
 
     def on_run_end(self, config: Any, **kwargs: Any) -> None:
         release_folder(Path(str(config.hydra.run.dir)))
@@ -281,8 +281,8 @@ class ClaimRunFolder(Callback):
             lock_folder(sweep)
         except FolderBusy as exc:
             raise CallbackError(exc) from None
-        except OSError:
-            return
+        except OSError as exc:
+            raise CallbackError(UnusablePath(exc, "hydra.sweep.dir")) from None
         found = sorted(str(p.parent) for name in SEARCH_FILES for p in sweep.glob(f"*/{name}"))
         if found:
             release_folder(sweep)

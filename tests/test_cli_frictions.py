@@ -37,6 +37,24 @@ def test_a_search_cut_short_by_its_rounds_ends_its_bar_full_and_logs_rounded_met
     assert re.findall(r"\d+\.\d+", metrics) and not re.findall(r"\d+\.\d{5,}", metrics), summary  # 0.3846, not 0.38461538461538464
 
 
+def test_option_lists_offer_the_options_not_the_schemas(monkeypatch, capsys):
+    """Schemas live in Hydra's _schemas/ group: an unknown option's error and shell completion list conf/'s options only."""
+    assert run_nas(monkeypatch, "task=nope") == 2
+    listed = capsys.readouterr().err.split("Available options in 'task':")[1].split("Config search path")[0].split()
+    assert listed == ["audio_classification", "image_classification", "language_modeling", "text_classification", "translation"]
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nas.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        repository = GlobalHydra.instance().config_loader().get_group_options
+        assert repository("strategy") == ["evolution", "ppo", "random", "tpe"]
+        assert repository("trainer") == ["default", "final", "pretrain_finetune", "tiny"]
+    GlobalHydra.instance().clear()
+
+
 def test_help_names_the_commands_and_their_groups(monkeypatch, capsys):
     assert run_nas(monkeypatch, "--help") in (0, None)
     out = capsys.readouterr().out

@@ -75,10 +75,10 @@ SPEC = StrategySpec("walk", WalkConfig, lambda: WalkStrategy)
 def walk_strategy(tmp_path: Path) -> Iterator[list[str]]:
     """The toy strategy registered and its YAML written: the overrides that choose it."""
     register_strategy(SPEC)
-    register_configs()  # strategy/base_walk in Hydra's ConfigStore
+    register_configs()  # _schemas/strategy/walk in Hydra's ConfigStore
     (tmp_path / "conf" / "strategy").mkdir(parents=True)
     (tmp_path / "conf" / "strategy" / "walk.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - base_walk\n  - _self_\n\nstrategy: walk\nwalk:\n  round_size: 3\n")
+        "# @package _global_\ndefaults:\n  - /_schemas/strategy/walk\n  - _self_\n\nstrategy: walk\nwalk:\n  round_size: 3\n")
     yield [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "strategy=walk"]
     del STRATEGIES["walk"]
 

@@ -91,7 +91,7 @@ WORDS = ["the", "a", "film", "plot", "actor", "scene", "long", "short", "dull", 
 def keyword_task(tmp_path: Path) -> Iterator[list[str]]:
     """The toy task registered, its data files and its YAML written: the overrides that choose it."""
     register_task(SPEC)
-    register_configs()  # task/base_keyword in Hydra's ConfigStore
+    register_configs()  # _schemas/task/keyword in Hydra's ConfigStore
     rng = torch.Generator().manual_seed(0)
     for split, n in (("train", 96), ("validation", 48)):
         rows = [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (5,), generator=rng).tolist()) for _ in range(n)]
@@ -99,7 +99,7 @@ def keyword_task(tmp_path: Path) -> Iterator[list[str]]:
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps({"text": row}) + "\n" for row in rows))
     (tmp_path / "conf" / "task").mkdir(parents=True)
     (tmp_path / "conf" / "task" / "keyword.yaml").write_text(
-        f"defaults:\n  - base_keyword\n  - _self_\n\ntrain_file: {tmp_path / 'train.jsonl'}\nvalidation_file: {tmp_path / 'validation.jsonl'}\n")
+        f"defaults:\n  - /_schemas/task/keyword\n  - _self_\n\ntrain_file: {tmp_path / 'train.jsonl'}\nvalidation_file: {tmp_path / 'validation.jsonl'}\n")
     yield [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "task=keyword"]
     del TASKS["keyword"]
 
