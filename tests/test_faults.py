@@ -45,7 +45,7 @@ def assert_failed_and_recorded(run_dir: Path, uri: str, error_type: str, message
     records = RunDirectory(run_dir).read_records()
     assert sorted(r.status for r in records) == ["failed", "ok"], records
     failed = next(r for r in records if r.status == "failed")
-    assert failed["error_type"] == error_type and message in failed["error"] and failed["reward"] is None
+    assert failed.error_type == error_type and message in failed.error and failed.reward is None
     run = runs_by_id(uri)[failed.mlflow_run_id]
     assert run.info.status == "FAILED"
     assert run.data.tags["status"] == "failed" and run.data.tags["error_type"] == error_type and message in run.data.tags["error"]
