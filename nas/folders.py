@@ -22,7 +22,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from nas.errors import BadInput, CallbackError, ResumeError, UnusablePath
-from nas.records import CandidateRecord, append_record, load_records
+from nas.records import CandidateRecord, append_record, records_in
 
 LOCK_FILE = ".nas.lock"
 SEARCH_STATE_FILE = "search.json"  # what a resume needs besides candidates.jsonl: the MLflow parent run
@@ -168,11 +168,11 @@ class RunDirectory:
         """The records; a line torn by a kill mid-write is cut off the file."""
         if not self.candidates.is_file():
             return []
+        text = self.candidates.read_text()
         try:
-            records = load_records(self.candidates, drop_torn_last=True)
+            records = records_in(text, self.candidates, drop_torn_last=True)
         except ValueError as exc:
             raise ResumeError(str(exc)) from exc
-        text = self.candidates.read_text()
         if text and not text.endswith("\n"):  # the torn line: it was never recorded
             with self.candidates.open("r+") as f:
                 f.truncate(text.rfind("\n") + 1)

@@ -95,13 +95,10 @@ class CandidateRecord:
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> CandidateRecord:
         """A saved record; fields added since it was written take their defaults, unknown keys are ignored."""
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        missing = [k for k in required if k not in row]
+        missing = [k for k in _REQUIRED if k not in row]
         if missing:
             raise ValueError(f"not a candidate record: no {', '.join(missing)}")
-        known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("saved", True)}
-        values = {k: v for k, v in row.items() if k in known and (v is not None or k in ("reward", "error"))}
-        return cls(**values)
+        return cls(**{k: v for k, v in row.items() if k in _SAVED and (v is not None or k in ("reward", "error"))})
 
     @classmethod
     def from_json(cls, line: str) -> CandidateRecord:
@@ -115,6 +112,10 @@ class CandidateRecord:
         return {k: float(v) for k, v in values.items() if v is not None}
 
 
+_REQUIRED = [f.name for f in dataclasses.fields(CandidateRecord) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+_SAVED = {f.name for f in dataclasses.fields(CandidateRecord) if f.metadata.get("saved", True)}
+
+
 def as_rows(records: Iterable[CandidateRecord | Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Records as mappings, for the code that also reads hand-made or older rows (plots, Pareto tables)."""
     return [r.to_dict() if isinstance(r, CandidateRecord) else r for r in records]
@@ -125,7 +126,12 @@ def load_records(path: str | Path, drop_torn_last: bool = False) -> list[Candida
 
     ``drop_torn_last``: a last line that is not JSON (cut by a kill mid-write) is left out rather than an error.
     """
-    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    return records_in(Path(path).read_text(), path, drop_torn_last)
+
+
+def records_in(text: str, path: str | Path, drop_torn_last: bool = False) -> list[CandidateRecord]:
+    """The records of candidates.jsonl's ``text`` (read from ``path``, which errors name)."""
+    lines = [line for line in text.splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, 1):
         try:
