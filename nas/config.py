@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from nas.errors import BadInput, ResumeError, user_path
-from nas.settings import ObjectiveConfig, ParallelConfig, TrainerConfig
+from nas.settings import EvaluationConfig, ObjectiveConfig, ParallelConfig, TrainerConfig
 from nas.strategies.spec import STRATEGIES, strategy_spec
 from nas.tasks import TASKS, TaskConfig, task_spec
 
@@ -109,6 +109,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # reward = metric, or metric traded against a cost
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # multi-fidelity training (off by default)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # standalone training, or weight sharing (two stages)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)  # candidates training at once (process pool or Ray)
     resume: Optional[str] = None  # an interrupted search's output directory: `nas resume=DIR` continues it with its own config
@@ -197,6 +198,7 @@ def register_configs() -> None:
     cs.store(group="_schemas", name="search_space", node=SearchSpaceConfig, package="search_space")
     cs.store(group="_schemas", name="trainer", node=TrainerConfig, package="trainer")
     cs.store(group="_schemas", name="tracking", node=TrackingConfig, package="tracking")
+    cs.store(group="_schemas", name="evaluation", node=EvaluationConfig, package="evaluation")
     cs.store(name="base_final", node=FinalConfig)
 
 
@@ -281,6 +283,9 @@ def check_settings(config: Config) -> None:
         settings.validate()
     config.objective.validate()
     config.fidelity.validate(config.trainer.max_steps)
+    config.evaluation.validate()
+    if config.evaluation.shares_weights:
+        check_weight_sharing(config)
     config.parallel.validate()
     config.tracking.validate()
     if config.budget is not None and config.budget < 1:
@@ -288,6 +293,22 @@ def check_settings(config: Config) -> None:
     if config.budget is None and (config.strategy != "ppo" or config.ppo.iterations is None):
         raise BadInput("budget is null: set budget=N, or strategy=ppo with ppo.iterations=N, or the search never ends")
     config.task.validate()
+
+
+def check_weight_sharing(config: Config) -> None:
+    """What evaluation=weight_sharing cannot combine with, named before anything loads (the space itself is checked
+    when its super-network is built, before it trains)."""
+    clashes = [
+        (config.fidelity.steps, f"fidelity.steps={list(config.fidelity.steps)}: multi-fidelity stops standalone trainings early; "
+                                "weight-sharing scores need no training. Drop one of them"),
+        (config.trainer.pretrain.steps > 0, "trainer.pretrain.steps > 0: pre-training per candidate is not yet done for the "
+                                            "super-network; use evaluation=standalone with trainer=pretrain_finetune"),
+        (config.objective.cost == "latency_ms", "objective.cost=latency_ms: weight-sharing scores do not measure latency; use "
+                                                "objective.cost=num_parameters or evaluation=standalone"),
+    ]
+    for clash, why in clashes:
+        if clash:
+            raise BadInput(f"evaluation.mode=weight_sharing cannot be combined with {why}")
 
 
 def saved_config(run_dir: str, overrides: list[str] = ()) -> Config:

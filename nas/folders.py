@@ -31,8 +31,10 @@ CANDIDATES_FILE = "candidates.jsonl"  # one CandidateRecord a line (nas.records)
 CHECKPOINT_FILE = "checkpoint.pt"  # the strategy's state after its last update: networks, optimizer, RNG states
 CHECKPOINT_FORMAT = "nas-search-checkpoint/1"
 CONTROLLER_FILE = "controller.pt"  # PPO's networks alone: what ppo.init_from warm-starts from
-# What makes a folder a search's: its MLflow binding, its records, PPO's state.
-SEARCH_FILES = (SEARCH_STATE_FILE, CANDIDATES_FILE, CHECKPOINT_FILE)
+SCORES_FILE = "weight_sharing.jsonl"  # evaluation=weight_sharing: one CandidateRecord a line, each a weight-sharing score
+SUPERNET_FILE = "supernet.pt"  # evaluation=weight_sharing: the trained super-network (nas.weight_sharing)
+# What makes a folder a search's: its MLflow binding, its records, PPO's state, a weight-sharing search's stage one.
+SEARCH_FILES = (SEARCH_STATE_FILE, CANDIDATES_FILE, CHECKPOINT_FILE, SCORES_FILE, SUPERNET_FILE)
 
 _held: dict[Path, int] = {}  # folder (resolved) -> the open descriptor that holds its lock
 
@@ -105,8 +107,8 @@ def claim_new_search(folder: Path) -> None:
 
 class RunDirectory:
     """A search's output folder and the files it owns: candidates.jsonl (the records), search.json (its MLflow
-    run), checkpoint.pt and controller.pt (the strategy's state), best/ and plots/. A search or a resume holds
-    its lock while it runs."""
+    run), checkpoint.pt and controller.pt (the strategy's state), best/ and plots/; under evaluation=weight_sharing
+    also supernet.pt and weight_sharing.jsonl (the scores). A search or a resume holds its lock while it runs."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -114,6 +116,8 @@ class RunDirectory:
         self.state_file = self.path / SEARCH_STATE_FILE
         self.checkpoint = self.path / CHECKPOINT_FILE
         self.controller = self.path / CONTROLLER_FILE
+        self.scores = self.path / SCORES_FILE
+        self.supernet = self.path / SUPERNET_FILE
         self.best = self.path / "best"
         self.plots = self.path / "plots"
 
@@ -146,6 +150,8 @@ class RunDirectory:
         self.state_file.write_text(json.dumps({"format": SEARCH_STATE_FORMAT, **state}, indent=2))
         self.candidates.write_text("")
         self.checkpoint.unlink(missing_ok=True)
+        self.scores.unlink(missing_ok=True)
+        self.supernet.unlink(missing_ok=True)
 
     def read_state(self) -> dict[str, Any]:
         if not self.path.is_dir():
@@ -166,20 +172,17 @@ class RunDirectory:
     # -- candidates.jsonl ------------------------------------------------------------------------
     def read_records(self) -> list[CandidateRecord]:
         """The records; a line torn by a kill mid-write is cut off the file."""
-        if not self.candidates.is_file():
-            return []
-        text = self.candidates.read_text()
-        try:
-            records = records_in(text, self.candidates, drop_torn_last=True)
-        except ValueError as exc:
-            raise ResumeError(str(exc)) from exc
-        if text and not text.endswith("\n"):  # the torn line: it was never recorded
-            with self.candidates.open("r+") as f:
-                f.truncate(text.rfind("\n") + 1)
-        return records
+        return _read_jsonl(self.candidates)
 
     def append(self, record: CandidateRecord) -> None:
         append_record(self.candidates, record)
+
+    # -- weight_sharing.jsonl: a weight-sharing search's scores (stage two) --------------------------
+    def read_scores(self) -> list[CandidateRecord]:
+        return _read_jsonl(self.scores)
+
+    def append_score(self, record: CandidateRecord) -> None:
+        append_record(self.scores, record)
 
     # -- checkpoint.pt: the strategy's state after its last update --------------------------------
     def save_checkpoint(self, strategy: Any, evaluations: int) -> None:
@@ -217,6 +220,21 @@ class RunDirectory:
         if not same or theirs["iterations"] != mine["iterations"]:
             raise ResumeError(f"resume: replaying candidates.jsonl did not reproduce {self.checkpoint} (iteration {theirs['iterations']}); "
                               "the config, the code or the files were changed since the search was interrupted")
+
+
+def _read_jsonl(path: Path) -> list[CandidateRecord]:
+    """A file of records; a line torn by a kill mid-write is cut off the file."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    try:
+        records = records_in(text, path, drop_torn_last=True)
+    except ValueError as exc:
+        raise ResumeError(str(exc)) from exc
+    if text and not text.endswith("\n"):  # the torn line: it was never recorded
+        with path.open("r+") as f:
+            f.truncate(text.rfind("\n") + 1)
+    return records
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -129,6 +129,7 @@ class SearchParts:
     resume_state: dict[str, Any] | None  # an interrupted search's search.json; None for a new search
     replay: list[CandidateRecord]  # what the interrupted search recorded, replayed before anything trains
     loop: Callable[..., SearchResult] = run_loop
+    supernet: Any = None  # evaluation=weight_sharing: the super-network (nas.supernet.SuperNetwork), untrained
 
 
 def build_search(config: Config, run_dir: RunDirectory, *, task: Task | None = None, strategy: Strategy | None = None,
@@ -163,6 +164,11 @@ def build_search(config: Config, run_dir: RunDirectory, *, task: Task | None = N
             corpus.check(objective_name)
     objective = CandidateObjective(task, config, corpus)
     space = build_search_space(config, task, objective.fixed)  # the same task-derived fields the candidates get
+    supernet = None
+    if config.evaluation.shares_weights:  # a space that cannot share weights is refused here, naming why
+        from nas.weight_sharing import build_supernet
+
+        supernet = build_supernet(config, task, space, objective.fixed)
     if strategy is None:
         settings = config.strategy_settings
         if config.strategy == "ppo" and settings.init_from:
@@ -173,7 +179,7 @@ def build_search(config: Config, run_dir: RunDirectory, *, task: Task | None = N
     if tracker is None:
         tracker = Tracker(uri, config.tracking.experiment_name, config.tracking.artifact_location, config.tracking.retry_seconds,
                           create=not resuming)
-    return SearchParts(config, run_dir, task, objective, space, strategy, tracker, resume_state, replay, loop)
+    return SearchParts(config, run_dir, task, objective, space, strategy, tracker, resume_state, replay, loop, supernet)
 
 
 def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob | None = None) -> SearchResult:
@@ -198,7 +204,10 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
                        "experiment_name": config.tracking.experiment_name, "run_name": run_name})
         if hydra_dir is not None:
             tracker.log_artifact(hydra_dir, ".hydra")
-    progress = tqdm(total=progress_total(config), desc=f"{config.strategy} search", unit="cand", disable=not config.progress)
+    shares_weights = parts.supernet is not None
+    budget = config.evaluation.top_k if shares_weights else config.budget  # weight sharing: the shortlist trains standalone
+    progress = tqdm(total=budget if shares_weights else progress_total(config), unit="cand", disable=not config.progress,
+                    desc=f"top {budget} standalone" if shares_weights else f"{config.strategy} search")
     best = {"value": -float("inf")}
     run_ids: dict[int, Future[str]] = {}  # candidate index -> its child run's id, being created in the background
     unlogged_best = {e.index for e in replay} - tracker.metric_steps("best_reward") if resuming else set()
@@ -252,7 +261,12 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
     closing = DeferredSignals()
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-            result = parts.loop(parts.space, strategy, objective, config.budget, on_evaluation, on_iteration, evaluator=evaluator,
+            candidates = strategy
+            if shares_weights:  # stages one and two: the super-network, then the strategy over its scores
+                from nas.weight_sharing import search_shared
+
+                candidates = search_shared(parts.supernet, config, task, parts.space, strategy, run_dir, tracker, on_iteration)
+            result = parts.loop(parts.space, candidates, objective, budget, on_evaluation, on_iteration, evaluator=evaluator,
                                 on_start=on_start, replay=replay, on_replay=seen)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -339,6 +353,7 @@ def _close_search_run(tracker: Tracker, status: str, records: list[CandidateReco
         if has_best:
             tracker.log_artifact(run_dir.best / "config.json", "best")
         tracker.log_artifact(run_dir.candidates)
+        tracker.log_artifact(run_dir.scores)  # evaluation=weight_sharing: every score (the table artifact shows them too)
         tracker.log_artifact(run_dir.controller)
         if plots:
             tracker.log_artifact(run_dir.plots, "plots")

@@ -191,6 +191,44 @@ class ObjectiveConfig:
         return metric_reward - self.penalty(costs)
 
 
+# -- how candidates are scored (nas/weight_sharing.py) ---------------------------------------------------------
+
+EVALUATION_MODES = ("standalone", "weight_sharing")
+
+
+@dataclass
+class EvaluationConfig:
+    """How the strategy's candidates are scored (Hydra group ``evaluation``).
+
+    ``standalone`` (default): each candidate trains on its own for ``trainer.max_steps`` and is scored on validation.
+    ``weight_sharing`` (nas/weight_sharing.py): one super-network, the space's largest architecture, trains first
+    (``supernet_steps`` steps, each on the largest, the smallest and ``random_subnets`` random subnets: the sandwich
+    rule); the strategy then searches over the validation scores of subnets that inherit its weights (``budget``
+    of them, milliseconds each), and the ``top_k`` best of those train standalone like any candidate. Their best is
+    the search's result (best/, nas-final).
+    """
+
+    mode: str = "standalone"  # standalone | weight_sharing
+    supernet_steps: int = 300  # weight_sharing: optimizer steps of the super-network
+    random_subnets: int = 2  # weight_sharing: random subnets per step, beside the largest and the smallest
+    learning_rate: float = 3e-3  # weight_sharing: the super-network's AdamW peak learning rate (warm-up, then cosine)
+    top_k: int = 4  # weight_sharing: the best-scored architectures trained standalone (trainer.*) as the search's candidates
+
+    def validate(self) -> None:
+        if self.mode not in EVALUATION_MODES:
+            raise BadInput(f"evaluation.mode must be one of {', '.join(EVALUATION_MODES)}, got {self.mode!r}")
+        checks = [("supernet_steps", self.supernet_steps >= 1, ">= 1"), ("random_subnets", self.random_subnets >= 0, ">= 0"),
+                  ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a finite number > 0"),
+                  ("top_k", self.top_k >= 1, ">= 1")]
+        for key, ok, expected in checks:
+            if not ok:
+                raise BadInput(f"evaluation.{key} must be {expected}, got {getattr(self, key)!r}")
+
+    @property
+    def shares_weights(self) -> bool:
+        return self.mode == "weight_sharing"
+
+
 # -- strategies (nas/strategies/) --------------------------------------------------------------------------
 
 

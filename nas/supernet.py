@@ -80,7 +80,7 @@ class Subnet(nn.Module):
         super().__init__()
         self.supernet_model = supernet.model  # registered: .parameters(), .to() and .train() reach the shared tensors
         self.architecture = dict(architecture)
-        self.config = build_config(supernet.family, architecture, supernet.fixed)
+        self.config = supernet.subnet_config(architecture)
         with torch.device("meta"):
             skeleton = build_model(self.config, supernet.task)
         object.__setattr__(self, "skeleton", skeleton)  # not a submodule: its meta tensors are never parameters
@@ -115,6 +115,10 @@ class SuperNetwork:
 
     def subnet(self, architecture: Architecture) -> Subnet:
         return Subnet(self, architecture)
+
+    def subnet_config(self, architecture: Architecture):
+        """The HF config of ``architecture``'s model (the one its subnet runs, and a standalone candidate trains)."""
+        return build_config(self.family, architecture, self.fixed)
 
     def sharing_problems(self) -> list[str]:
         """Why some architecture's parameters are not slices of the super-network's (empty: they all are). Checked on

@@ -39,6 +39,7 @@ MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 # Metric names, one per metric across a search and nas-final: val_<metric> (a candidate's and the final model's validation
 # metrics), test_<metric> (nas-final only), reward (a candidate's), best_reward (the parent's best so far).
 VAL_PREFIX, TEST_PREFIX = "val_", "test_"
+ROLE_TAG = "nas.role"  # a child run that is no candidate: "supernet" (evaluation=weight_sharing)
 RETRY_SECONDS = 120.0  # how long a store may be locked or unreachable before the search stops (tracking.retry_seconds)
 MAX_WAIT = 10.0  # longest pause between two tries
 
@@ -420,6 +421,28 @@ class Tracker:
         if hf_config_json:
             self.client.log_text(record.mlflow_run_id, hf_config_json, "config.json")
         self.client.set_terminated(record.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED if record.ok else RunStatus.FAILED))
+
+    # -- evaluation=weight_sharing: the super-network's run and the scores' table ----------------------
+    def log_supernet(self, params: Mapping[str, Any], losses: list[float], seconds: float) -> str:
+        """The super-network's training as a child run of its own: its settings, its loss curve (supernet_loss, the mean
+        subnet loss of each step) and its seconds. Written at once: it happens once a search."""
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE_TAG: "supernet"}
+        run_id = self.client.create_run(self.experiment_id, run_name="supernet", tags=tags).info.run_id
+        ts = _now()
+        metrics = [Metric("supernet_loss", float(loss), ts, step) for step, loss in enumerate(losses)]
+        self._log(run_id, metrics + [Metric("supernet_seconds", float(seconds), ts, 0)], [Param(k, str(v)) for k, v in flatten(params).items()])
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return run_id
+
+    def has_supernet_run(self) -> bool:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.parent_id}' and "
+                                       f"tags.`{ROLE_TAG}` = 'supernet' and attributes.status = 'FINISHED'", max_results=1)
+        return bool(runs)
+
+    def log_table(self, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A table (column -> values) as an artifact of the parent run, shown by MLflow's UI (mlflow.log_table)."""
+        self.flush()  # after what was queued before it
+        self.client.log_table(self.parent_id, data=dict(columns), artifact_file=artifact_file)
 
     # -- resuming an interrupted search ---------------------------------------------------------
     def resume_search(self, parent_id: str, state: Mapping[str, Any], records: list[CandidateRecord], where: str) -> str:
