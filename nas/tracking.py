@@ -441,8 +441,13 @@ class Tracker:
 
     def log_table(self, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
         """A table (column -> values) as an artifact of the parent run, shown by MLflow's UI (mlflow.log_table)."""
+        import warnings
+
         self.flush()  # after what was queued before it
-        self.client.log_table(self.parent_id, data=dict(columns), artifact_file=artifact_file)
+        with warnings.catch_warnings():  # MLflow's own select_dtypes call warns under pandas 3; the table is the same
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.client.log_table(self.parent_id, data=dict(columns), artifact_file=artifact_file)
 
     # -- resuming an interrupted search ---------------------------------------------------------
     def resume_search(self, parent_id: str, state: Mapping[str, Any], records: list[CandidateRecord], where: str) -> str:

@@ -1,0 +1,136 @@
+"""evaluation=weight_sharing end to end: a real super-network, real subnets scored, the shortlist trained standalone,
+a real sqlite MLflow store; the same seed gives the same search, a killed one resumes to it, bad input is refused first."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from nas.errors import BadInput
+from nas.folders import RunDirectory
+from nas.runner import run_search
+from nas.weight_sharing import SCORES_TABLE, SUPERNET_FORMAT
+
+from .conftest import TINY, compose_config, run_nas
+
+# PPO over weight-sharing scores (12 of them, in rounds of 2), a super-network of 6 steps, the best 3 trained standalone.
+SEARCH = [*TINY, "evaluation=weight_sharing", "evaluation.supernet_steps=6", "evaluation.top_k=3", "budget=12", "ppo.iterations=null",
+          "cache_dir=null"]
+SAME = ("architecture_hash", "status", "reward", "metrics", "num_parameters", "iteration", "episode", "step")
+
+
+def lines(records) -> list[tuple]:
+    return [tuple(json.dumps(getattr(r, k), sort_keys=True) for k in SAME) for r in records]
+
+
+def runs_of(uri: str, experiment: str) -> tuple[object, list]:
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    return parent, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_a_weight_sharing_search_scores_with_shared_weights_then_trains_its_shortlist(tmp_path, sqlite_uri):
+    run_dir = tmp_path / "run"
+    result = run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}"]), run_dir)
+    folder = RunDirectory(run_dir)
+    scores, candidates = folder.read_scores(), folder.read_records()
+
+    assert len(scores) == 12 and all(r.steps == 0 and r.train_seconds is None and r.mlflow_run_id is None for r in scores)
+    assert len({r.architecture_hash for r in scores}) == 12
+    # Stage three: the three best scores (ties: the first scored), trained standalone for trainer.max_steps, in that order.
+    ranked = sorted((r for r in scores if r.ok), key=lambda r: (-r.reward, r.index))[:3]
+    assert [r.architecture for r in candidates] == [r.architecture for r in ranked]
+    max_steps = compose_config(SEARCH).trainer.max_steps
+    assert all(r.ok and r.steps == max_steps and r.train_seconds > 0 for r in candidates)
+    best = max(candidates, key=lambda r: r.reward)
+    assert result.best.architecture == best.architecture
+    assert json.loads((run_dir / "best" / "config.json").read_text())["hidden_size"] == best.architecture["hidden_size"]
+
+    saved = torch.load(folder.supernet, weights_only=True)
+    assert saved["format"] == SUPERNET_FORMAT and len(saved["losses"]) == 6
+
+    # MLflow: a run for the super-network with its loss curve, one per standalone candidate, the scores as a table.
+    client = MlflowClient(sqlite_uri)
+    parent, children = runs_of(sqlite_uri, "nas")
+    supernet = [r for r in children if r.data.tags.get("nas.role") == "supernet"]
+    assert len(supernet) == 1 and len(client.get_metric_history(supernet[0].info.run_id, "supernet_loss")) == 6
+    assert sorted(r.info.run_id for r in children if r not in supernet) == sorted(r.mlflow_run_id for r in candidates)
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, SCORES_TABLE, str(tmp_path / "dl"))).read_text())
+    assert len(table["data"]) == 12 and "reward" in table["columns"]
+    assert parent.data.params["evaluation.mode"] == "weight_sharing" and parent.info.status == "FINISHED"
+
+
+def test_the_same_seed_gives_the_same_weight_sharing_search(tmp_path, sqlite_uri):
+    searches = [tmp_path / "a", tmp_path / "b"]
+    for run_dir in searches:
+        run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", f"tracking.experiment_name={run_dir.name}"]), run_dir)
+    a, b = (RunDirectory(d) for d in searches)
+    assert lines(a.read_scores()) == lines(b.read_scores())
+    assert lines(a.read_records()) == lines(b.read_records())
+    weights = [torch.load(d.supernet, weights_only=True)["model"] for d in (a, b)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.slow
+def test_a_weight_sharing_search_killed_while_scoring_resumes_without_training_the_supernet_again(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    longer = [*SEARCH, "budget=40", f"tracking.uri={uri}"]
+    reference = tmp_path / "reference"
+    run_search(compose_config([*longer, "tracking.experiment_name=reference"]), reference)
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nas", *longer, "tracking.experiment_name=killed", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:  # kill -9 once stage two has scored a few
+        if len(RunDirectory(run_dir).read_scores()) >= 5:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    folder = RunDirectory(run_dir)
+    assert 5 <= len(folder.read_scores()) < 40 and not folder.read_records()
+    trained = folder.supernet.stat().st_mtime_ns
+
+    assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
+    assert folder.supernet.stat().st_mtime_ns == trained  # loaded, not trained again
+    done = RunDirectory(reference)
+    assert lines(folder.read_scores()) == lines(done.read_scores())
+    assert lines(folder.read_records()) == lines(done.read_records())
+    parent, children = runs_of(uri, "killed")
+    assert parent.info.status == "FINISHED"
+    assert sum(r.data.tags.get("nas.role") == "supernet" for r in children) == 1
+
+
+def test_a_saved_supernet_of_other_settings_is_refused_on_resume(tmp_path, sqlite_uri):
+    run_dir = tmp_path / "run"
+    config = compose_config([*SEARCH, f"tracking.uri={sqlite_uri}"])
+    run_search(config, run_dir)
+    saved = torch.load(RunDirectory(run_dir).supernet, weights_only=True)
+    saved["settings"]["supernet_steps"] = 7
+    torch.save(saved, RunDirectory(run_dir).supernet)
+    config.resume = str(run_dir)
+    with pytest.raises(BadInput, match="supernet.pt was trained with other settings"):
+        run_search(config, run_dir)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["evaluation.mode=nope"], "evaluation.mode must be one of standalone, weight_sharing"),
+    (["evaluation.top_k=0"], "evaluation.top_k must be >= 1"),
+    (["fidelity.steps=[2]"], "cannot be combined with fidelity.steps"),
+    (["trainer=pretrain_finetune"], "cannot be combined with trainer.pretrain.steps"),
+    (["task=image_classification", "search_space.dimensions.patch_size=[4,7]"], "patch_size"),
+])
+def test_what_cannot_share_weights_is_refused_before_any_run_starts(tmp_path, sqlite_uri, overrides, match):
+    with pytest.raises(BadInput, match=match):
+        run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", *overrides]), tmp_path / "run")
+    assert not (tmp_path / "run" / "search.json").exists()  # no MLflow run, no folder claimed as a search's
