@@ -111,7 +111,10 @@ class SuperNetwork:
             self.model = build_model(build_config(family, self.architecture, self.fixed), task)
         problems = self.sharing_problems()
         if problems:
-            raise WeightSharingError(f"search_space ({family}): this space cannot share weights: " + "; ".join(problems[:3]))
+            names = list(dict.fromkeys(p.split("=", 1)[0] for p in problems))
+            raise WeightSharingError(f"search_space ({family}): this space cannot share weights: " + "; ".join(problems[:3])
+                                     + f". Give {', '.join(f'search_space.dimensions.{n}' for n in names)} one choice, or use "
+                                     "evaluation=standalone")
 
     def subnet(self, architecture: Architecture) -> Subnet:
         return Subnet(self, architecture)

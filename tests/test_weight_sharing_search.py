@@ -134,3 +134,20 @@ def test_what_cannot_share_weights_is_refused_before_any_run_starts(tmp_path, sq
     with pytest.raises(BadInput, match=match):
         run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", *overrides]), tmp_path / "run")
     assert not (tmp_path / "run" / "search.json").exists()  # no MLflow run, no folder claimed as a search's
+
+
+@pytest.mark.parametrize("overrides", [
+    ["task=language_modeling"],  # GPT-2: its fused query/key/value sliced block by block
+    ["task=image_classification", "search_space.dimensions.patch_size=[7]"],  # ViT with one patch size
+])
+def test_gpt2_and_vit_searches_share_weights(tmp_path, sqlite_uri, overrides):
+    run_dir = tmp_path / "run"
+    run_search(compose_config([*SEARCH, "budget=6", "evaluation.top_k=2", f"tracking.uri={sqlite_uri}", *overrides]), run_dir)
+    folder = RunDirectory(run_dir)
+    assert len(folder.read_scores()) == 6 and all(r.ok for r in folder.read_scores())
+    assert len(folder.read_records()) == 2 and (run_dir / "best" / "config.json").is_file()
+
+
+def test_the_vit_space_with_several_patch_sizes_is_refused_with_the_fix(tmp_path, sqlite_uri):
+    with pytest.raises(BadInput, match=r"Give search_space.dimensions.patch_size one choice, or use evaluation=standalone"):
+        run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", "task=image_classification"]), tmp_path / "run")
