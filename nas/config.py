@@ -301,8 +301,6 @@ def check_weight_sharing(config: Config) -> None:
     clashes = [
         (config.fidelity.steps, f"fidelity.steps={list(config.fidelity.steps)}: multi-fidelity stops standalone trainings early; "
                                 "weight-sharing scores need no training. Drop one of them"),
-        (config.trainer.pretrain.steps > 0, "trainer.pretrain.steps > 0: pre-training per candidate is not yet done for the "
-                                            "super-network; use evaluation=standalone with trainer=pretrain_finetune"),
         (config.objective.cost == "latency_ms", "objective.cost=latency_ms: weight-sharing scores do not measure latency; use "
                                                 "objective.cost=num_parameters or evaluation=standalone"),
     ]

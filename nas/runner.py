@@ -265,7 +265,8 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
             if shares_weights:  # stages one and two: the super-network, then the strategy over its scores
                 from nas.weight_sharing import search_shared
 
-                candidates = search_shared(parts.supernet, config, task, parts.space, strategy, run_dir, tracker, on_iteration)
+                candidates = search_shared(parts.supernet, config, task, parts.space, strategy, run_dir, tracker, on_iteration,
+                                           objective.corpus)
             result = parts.loop(parts.space, candidates, objective, budget, on_evaluation, on_iteration, evaluator=evaluator,
                                 on_start=on_start, replay=replay, on_replay=seen)
         status = "FINISHED"

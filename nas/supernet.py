@@ -18,7 +18,7 @@ naming the parameter and the dimension (e.g. a ViT ``patch_size``: a 4x4 kernel 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,7 @@ class Subnet(nn.Module):
         self.architecture = dict(architecture)
         self.config = supernet.subnet_config(architecture)
         with torch.device("meta"):
-            skeleton = build_model(self.config, supernet.task)
+            skeleton = supernet.builder(self.config)
         object.__setattr__(self, "skeleton", skeleton)  # not a submodule: its meta tensors are never parameters
         self._family = supernet.family
         self._shapes = {n: t.shape for n, t in [*skeleton.named_parameters(), *skeleton.named_buffers()]}
@@ -103,12 +103,15 @@ class Subnet(nn.Module):
 class SuperNetwork:
     """The largest architecture of ``space`` as a real model whose tensors every candidate slices."""
 
-    def __init__(self, space: SearchSpace, family: str, task: str, fixed: Mapping[str, Any], seed: int = 0):
+    def __init__(self, space: SearchSpace, family: str, task: str, fixed: Mapping[str, Any], seed: int = 0,
+                 builder: Callable[[Any], nn.Module] | None = None):
         self.space, self.family, self.task, self.fixed = space, family, task, dict(fixed)
+        # config -> model: the task's model by default; the family's masked or causal LM for pre-training
+        self.builder = builder or (lambda config: build_model(config, task))
         self.architecture = largest_architecture(space)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.model = build_model(build_config(family, self.architecture, self.fixed), task)
+            self.model = self.builder(build_config(family, self.architecture, self.fixed))
         problems = self.sharing_problems()
         if problems:
             names = list(dict.fromkeys(p.split("=", 1)[0] for p in problems))
@@ -134,7 +137,7 @@ class SuperNetwork:
                 try:
                     config = build_config(self.family, architecture, self.fixed)
                     with torch.device("meta"):
-                        skeleton = build_model(config, self.task)
+                        skeleton = self.builder(config)
                 except Exception:  # a combination the family refuses: the space's constraints exclude it anyway
                     continue
                 for pname, tensor in [*skeleton.named_parameters(), *skeleton.named_buffers()]:

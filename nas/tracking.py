@@ -423,13 +423,15 @@ class Tracker:
         self.client.set_terminated(record.mlflow_run_id, RunStatus.to_string(RunStatus.FINISHED if record.ok else RunStatus.FAILED))
 
     # -- evaluation=weight_sharing: the super-network's run and the scores' table ----------------------
-    def log_supernet(self, params: Mapping[str, Any], losses: list[float], seconds: float) -> str:
-        """The super-network's training as a child run of its own: its settings, its loss curve (supernet_loss, the mean
-        subnet loss of each step) and its seconds. Written at once: it happens once a search."""
+    def log_supernet(self, params: Mapping[str, Any], losses: list[float], seconds: float, pretrain_losses: list[float] = ()) -> str:
+        """The super-network's training as a child run of its own: its settings, its loss curves (supernet_loss, the mean
+        subnet loss of each step; supernet_pretrain_loss when its body was pre-trained first) and its seconds. Written at
+        once: it happens once a search."""
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE_TAG: "supernet"}
         run_id = self.client.create_run(self.experiment_id, run_name="supernet", tags=tags).info.run_id
         ts = _now()
         metrics = [Metric("supernet_loss", float(loss), ts, step) for step, loss in enumerate(losses)]
+        metrics += [Metric("supernet_pretrain_loss", float(loss), ts, step) for step, loss in enumerate(pretrain_losses)]
         self._log(run_id, metrics + [Metric("supernet_seconds", float(seconds), ts, 0)], [Param(k, str(v)) for k, v in flatten(params).items()])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         return run_id

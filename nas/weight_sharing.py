@@ -15,6 +15,7 @@ Everything is seeded by the search's seed: the same seed gives the same super-ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -28,7 +29,8 @@ from nas.config import Config
 from nas.errors import ResumeError
 from nas.evaluators import describe_failure
 from nas.folders import RunDirectory, serialized, write_atomically
-from nas.models import parameter_count
+from nas.models import build_pretraining_model, parameter_count, pretraining_objective
+from nas.pretrain import PretrainingCorpus, transfer_body
 from nas.records import CandidateRecord
 from nas.search import Outcome
 from nas.space import Architecture, SearchSpace
@@ -45,10 +47,11 @@ SCORES_TABLE = "weight_sharing_scores.json"  # the parent run's table artifact (
 
 def supernet_settings(config: Config) -> dict[str, Any]:
     """What the super-network's weights depend on: a saved one is reused only when all of it is the same."""
-    e = config.evaluation
+    e, pretrain = config.evaluation, config.trainer.pretrain
     return {"family": config.search_space.family, "seed": config.seed, "supernet_steps": e.supernet_steps,
             "random_subnets": e.random_subnets, "learning_rate": e.learning_rate, "batch_size": config.trainer.batch_size,
-            "dimensions": {k: list(v) for k, v in config.search_space.dimensions.items()}}
+            "dimensions": {k: list(v) for k, v in config.search_space.dimensions.items()},
+            **({"pretrain": dataclasses.asdict(pretrain)} if pretrain.steps > 0 else {})}
 
 
 def build_supernet(config: Config, task: Task, space: SearchSpace, fixed: dict[str, Any]) -> SuperNetwork:
@@ -63,9 +66,12 @@ def _on_device(batches: Iterator[dict[str, torch.Tensor]], device: torch.device)
         yield {k: v.to(device) for k, v in batch.items()}
 
 
-def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir: RunDirectory) -> dict[str, Any]:
+def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir: RunDirectory,
+                     corpus: PretrainingCorpus | None = None) -> dict[str, Any]:
     """Stage one: the super-network trained, or loaded from the run folder when an earlier run of this search saved it.
-    Returns {"losses": [...], "seconds": float, "loaded": bool}."""
+    With ``corpus`` (trainer.pretrain.steps > 0) its body is first pre-trained on it, once for the whole search: a
+    super-network of the family's masked or causal LM, trained with the same sandwich rule for ``trainer.pretrain.steps``
+    steps, whose body then moves into the task's super-network. Returns {"losses", "pretrain_losses", "seconds", "loaded"}."""
     settings = supernet_settings(config)
     if run_dir.supernet.is_file():
         saved = _load(run_dir)
@@ -73,21 +79,42 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
             raise ResumeError(f"resume: {run_dir.supernet} was trained with other settings ({saved['settings']}), not {settings}")
         supernet.model.load_state_dict(saved["model"])
         log.info("super-network loaded from %s (%d steps)", run_dir.supernet, len(saved["losses"]))
-        return {"losses": saved["losses"], "seconds": saved["seconds"], "loaded": True}
+        return {"losses": saved["losses"], "pretrain_losses": saved.get("pretrain_losses", []), "seconds": saved["seconds"], "loaded": True}
     e = config.evaluation
+    device = resolve_device(config.trainer.device)
     started = time.perf_counter()
     ends = extremes(supernet.space, lambda a: parameter_count(supernet.subnet_config(a), task.name), seed=config.seed)
+    pretrain_losses: list[float] = []
+    if corpus is not None:
+        pretrain_losses = pretrain_supernet(supernet, corpus, config, ends)
     rng = np.random.default_rng(config.seed)
-    batches = _on_device(task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(config.seed)),
-                         resolve_device(config.trainer.device))
+    batches = _on_device(task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(config.seed)), device)
     log.info("training the super-network %s: %d steps x %d subnets", supernet.architecture, e.supernet_steps, 2 + e.random_subnets)
     losses = train_supernet(supernet, batches, e.supernet_steps, e.learning_rate, lambda step: sandwich(supernet.space, rng, ends, e.random_subnets),
                             seed=config.seed)
     seconds = time.perf_counter() - started
     state = {k: v.detach().cpu() for k, v in supernet.model.state_dict().items()}
     write_atomically(run_dir.supernet, serialized({"format": SUPERNET_FORMAT, "settings": settings, "losses": losses,
-                                                   "seconds": seconds, "model": state}))
-    return {"losses": losses, "seconds": seconds, "loaded": False}
+                                                   "pretrain_losses": pretrain_losses, "seconds": seconds, "model": state}))
+    return {"losses": losses, "pretrain_losses": pretrain_losses, "seconds": seconds, "loaded": False}
+
+
+def pretrain_supernet(supernet: SuperNetwork, corpus: PretrainingCorpus, config: Config, ends: tuple[Architecture, Architecture]) -> list[float]:
+    """Pre-train ``supernet``'s body once: a super-network of the family's self-supervised model (the same largest
+    architecture, its subnets sliced alike), ``trainer.pretrain.steps`` sandwich steps on the corpus, then its body is
+    copied into ``supernet`` (the task head stays as initialised). Returns the mean subnet loss of each step."""
+    pretrain = config.trainer.pretrain
+    objective = pretraining_objective(supernet.family)
+    lm = SuperNetwork(supernet.space, supernet.family, supernet.task, supernet.fixed, seed=config.seed,
+                      builder=lambda hf_config: build_pretraining_model(hf_config)[1])
+    device = resolve_device(config.trainer.device)
+    lm.model.to(device)
+    rng = np.random.default_rng(config.seed)
+    log.info("pre-training the super-network (%s): %d steps x %d subnets", objective, pretrain.steps, 2 + config.evaluation.random_subnets)
+    losses = train_supernet(lm, _on_device(corpus.batches(objective, seed=config.seed), device), pretrain.steps, pretrain.learning_rate,
+                            lambda step: sandwich(lm.space, rng, ends, config.evaluation.random_subnets), seed=config.seed)
+    transfer_body(lm.model, supernet.model)
+    return losses
 
 
 def _load(run_dir: RunDirectory) -> dict[str, Any]:
@@ -153,16 +180,17 @@ class Shortlist:
 
 
 def search_shared(supernet: SuperNetwork, config: Config, task: Task, space: SearchSpace, strategy: Any, run_dir: RunDirectory,
-                  tracker: Any, on_iteration: Any) -> Shortlist:
+                  tracker: Any, on_iteration: Any, corpus: PretrainingCorpus | None = None) -> Shortlist:
     """Stages one and two: the super-network trained (or loaded) and logged, then ``strategy`` run over weight-sharing
     scores until ``config.budget`` (a resume replays the scores recorded); returns stage three's shortlist."""
     from tqdm.auto import tqdm
 
     from nas.search import run_loop
 
-    trained = prepare_supernet(supernet, config, task, run_dir)
+    trained = prepare_supernet(supernet, config, task, run_dir, corpus)
     if not trained["loaded"] or not tracker.has_supernet_run():
-        tracker.log_supernet({"architecture": supernet.architecture, **supernet_settings(config)}, trained["losses"], trained["seconds"])
+        tracker.log_supernet({"architecture": supernet.architecture, **supernet_settings(config)}, trained["losses"], trained["seconds"],
+                             trained["pretrain_losses"])
     scorer = SharedWeightsObjective(supernet, task, config)
     replay = [r.to_evaluation() for r in run_dir.read_scores()]
     bar = tqdm(total=config.budget, desc=f"{strategy.name} over weight-sharing scores", unit="cand", disable=not config.progress)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -127,7 +128,6 @@ def test_a_saved_supernet_of_other_settings_is_refused_on_resume(tmp_path, sqlit
     (["evaluation.mode=nope"], "evaluation.mode must be one of standalone, weight_sharing"),
     (["evaluation.top_k=0"], "evaluation.top_k must be >= 1"),
     (["fidelity.steps=[2]"], "cannot be combined with fidelity.steps"),
-    (["trainer=pretrain_finetune"], "cannot be combined with trainer.pretrain.steps"),
     (["task=image_classification", "search_space.dimensions.patch_size=[4,7]"], "patch_size"),
 ])
 def test_what_cannot_share_weights_is_refused_before_any_run_starts(tmp_path, sqlite_uri, overrides, match):
@@ -151,3 +151,46 @@ def test_gpt2_and_vit_searches_share_weights(tmp_path, sqlite_uri, overrides):
 def test_the_vit_space_with_several_patch_sizes_is_refused_with_the_fix(tmp_path, sqlite_uri):
     with pytest.raises(BadInput, match=r"Give search_space.dimensions.patch_size one choice, or use evaluation=standalone"):
         run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", "task=image_classification"]), tmp_path / "run")
+
+
+def test_the_supernet_is_pre_trained_once_then_fine_tuned_on_the_labels(tmp_path, sqlite_uri):
+    run_dir = tmp_path / "run"
+    # the corpus: the shipped reviews without labels; 4 pre-training steps of the masked-LM super-network
+    run_search(compose_config([*SEARCH, "budget=6", "evaluation.top_k=1", f"tracking.uri={sqlite_uri}", "trainer=pretrain_finetune",
+                               "trainer.max_steps=3", "trainer.pretrain.steps=4", "trainer.pretrain.corpus_size=200",
+                               "trainer.pretrain.batch_size=8"]), run_dir)
+    saved = torch.load(RunDirectory(run_dir).supernet, weights_only=True)
+    assert len(saved["pretrain_losses"]) == 4 and len(saved["losses"]) == 6
+    assert saved["settings"]["pretrain"]["steps"] == 4
+    client = MlflowClient(sqlite_uri)
+    _, children = runs_of(sqlite_uri, "nas")
+    supernet = next(r for r in children if r.data.tags.get("nas.role") == "supernet")
+    assert len(client.get_metric_history(supernet.info.run_id, "supernet_pretrain_loss")) == 4
+    # the shortlist trains as trainer.* says: pre-trained, then fine-tuned, like any candidate of that trainer
+    (candidate,) = RunDirectory(run_dir).read_records()
+    assert candidate.ok and candidate.pretrain_seconds > 0
+
+
+def test_pre_training_moves_the_body_into_the_task_supernet():
+    from nas.space import SearchSpace
+    from nas.supernet import SuperNetwork
+    from nas.tasks import make_task
+    from nas.weight_sharing import pretrain_supernet
+
+    config = compose_config([*SEARCH, "trainer=pretrain_finetune", "trainer.pretrain.steps=2", "trainer.pretrain.corpus_size=64",
+                             "trainer.pretrain.batch_size=8", "task.vocab_size=300"])
+    task = make_task(config.task)
+    dims = {"num_hidden_layers": [1, 2], "hidden_size": [16, 32], "num_attention_heads": [2], "intermediate_size": [32]}
+    space = SearchSpace.from_dict(dims)
+    supernet = SuperNetwork(space, "bert", task.name, task.config_fields(), seed=0)
+    before = {k: v.clone() for k, v in supernet.model.state_dict().items()}
+    from nas.pretrain import PretrainingCorpus, read_corpus
+
+    corpus = PretrainingCorpus(read_corpus(config.trainer.pretrain, task.name), task.preprocessor, task.config_fields()["max_position_embeddings"],
+                               config.trainer.pretrain)
+    losses = pretrain_supernet(supernet, corpus, config, (space.decode((1, 1, 0, 0)), space.decode((0, 0, 0, 0))))
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    after = supernet.model.state_dict()
+    changed = [k for k in after if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("bert.encoder.layer.1.") for k in changed)  # the largest subnet's second layer was pre-trained
+    assert not any(k.startswith("classifier.") for k in changed)  # the task head stays as initialised
