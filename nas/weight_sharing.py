@@ -199,15 +199,20 @@ def search_shared(supernet: SuperNetwork, config: Config, task: Task, space: Sea
         run_dir.append_score(CandidateRecord.from_evaluation(e))
         bar.update()
 
+    started = time.perf_counter()
     try:
         run_loop(space, strategy, scorer, config.budget, on_score, on_iteration, replay=replay, on_replay=lambda e: bar.update())
     finally:
         bar.close()
+    seconds = time.perf_counter() - started
     scores = run_dir.read_scores()
     tracker.log_table(scores_table(scores), SCORES_TABLE)
+    new = len(scores) - len(replay)
+    if new:  # the strategy's own time included: what a user waits for per score
+        tracker.log_metrics({"ws_scores_per_minute": new / seconds * 60}, step=0)
     best = max((r for r in scores if r.ok), key=lambda r: r.reward, default=None)
-    log.info("%d architectures scored with shared weights (%d failed); the best %s: %s", len(scores), sum(not r.ok for r in scores),
-             f"{best.reward:.4f}" if best else "-", best.architecture if best else "-")
+    log.info("%d architectures scored with shared weights (%d failed) in %.1f s; the best %s: %s", len(scores), sum(not r.ok for r in scores),
+             seconds, f"{best.reward:.4f}" if best else "-", best.architecture if best else "-")
     return Shortlist(shortlist(scores, config.evaluation.top_k))
 
 
