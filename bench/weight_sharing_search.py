@@ -71,7 +71,6 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from scipy.stats import kendalltau
-
     from weight_sharing import read_table
 
     table = read_table(TABLES / "bert_small_rotten_tomatoes.csv")
@@ -107,8 +106,8 @@ def main() -> None:
         return (f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]" if values else "-"), len(values)
 
     lines = [f"# Weight-sharing search against the default search ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"`python bench/weight_sharing_search.py {' '.join(sys.argv[1:])}`: seeds {args.seeds}, both searches with "
-             "their defaults on the shipped task. Figures: median [min, max] over the seeds.", "",
+             (f"`python bench/weight_sharing_search.py {' '.join(sys.argv[1:])}`: seeds {args.seeds}, both searches with "
+              "their defaults on the shipped task. Figures: median [min, max] over the seeds."), "",
              "| | default (standalone) | weight sharing |", "|---|---|---|"]
     for field, label in [("wall_seconds", "wall seconds"), ("subnet_steps", "subnet training steps"),
                          ("search_accuracy", "result's accuracy, as its search measured it"),

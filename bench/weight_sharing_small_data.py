@@ -34,17 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "tabular"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=300, help="sandwich steps on the labelled data")
-    parser.add_argument("--pretrain-steps", type=int, default=200, help="sandwich steps of masked-LM pre-training (batch 64)")
-    parser.add_argument("--architectures", type=int, default=100, help="random valid architectures scored by both")
-    parser.add_argument("--train-size", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "weight_sharing_small_data")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
+def seed_rows(seed: int, args: argparse.Namespace) -> list[dict]:
+    """Both super-networks of one seed, each scored on the same random architectures."""
     import torch
     from build_table import compose
 
@@ -59,47 +50,61 @@ def main() -> None:
     from nas.weight_sharing import pretrain_supernet
 
     rows = []
-    for seed in args.seeds:
-        config = compose(["trainer=pretrain_finetune", f"trainer.pretrain.steps={args.pretrain_steps}", f"task.train_size={args.train_size}",
-                          "task.val_size=500", f"seed={seed}", f"evaluation.supernet_steps={args.steps}", "cache_dir=null"])
-        texts = read_corpus(config.trainer.pretrain, config.task.name)
-        task = make_task(config.task, tokenizer_texts=texts)
-        corpus = PretrainingCorpus(texts, task.preprocessor, task.config_fields()["max_position_embeddings"], config.trainer.pretrain)
-        objective = CandidateObjective(task, config)
-        space = build_search_space(config, task, objective.fixed)
-        rng = np.random.default_rng(1000 + seed)
-        architectures = [space.decode(sample_valid(space, rng)) for _ in range(args.architectures)]
-        ends = extremes(space, lambda a: parameter_count(objective.hf_config(a), task.name), seed=seed)
-        labels = task.splits["validation"]["labels"] if hasattr(task, "splits") else None
-        majority = float(np.bincount(np.asarray(labels)).max() / len(labels)) if labels is not None else float("nan")
-        e = config.evaluation
+    config = compose(["trainer=pretrain_finetune", f"trainer.pretrain.steps={args.pretrain_steps}", f"task.train_size={args.train_size}",
+                      "task.val_size=500", f"seed={seed}", f"evaluation.supernet_steps={args.steps}", "cache_dir=null"])
+    texts = read_corpus(config.trainer.pretrain, config.task.name)
+    task = make_task(config.task, tokenizer_texts=texts)
+    corpus = PretrainingCorpus(texts, task.preprocessor, task.config_fields()["max_position_embeddings"], config.trainer.pretrain)
+    objective = CandidateObjective(task, config)
+    space = build_search_space(config, task, objective.fixed)
+    rng = np.random.default_rng(1000 + seed)
+    architectures = [space.decode(sample_valid(space, rng)) for _ in range(args.architectures)]
+    ends = extremes(space, lambda a: parameter_count(objective.hf_config(a), task.name), seed=seed)
+    labels = task.splits["validation"]["labels"] if hasattr(task, "splits") else None
+    majority = float(np.bincount(np.asarray(labels)).max() / len(labels)) if labels is not None else float("nan")
+    e = config.evaluation
 
-        def labelled(supernet, steps):
-            sample_rng = np.random.default_rng(seed)
-            batches = task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(seed))
-            return train_supernet(supernet, batches, steps, e.learning_rate, lambda step: sandwich(space, sample_rng, ends, e.random_subnets),
-                                  seed=seed)
+    def labelled(supernet, steps):
+        sample_rng = np.random.default_rng(seed)
+        batches = task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(seed))
+        return train_supernet(supernet, batches, steps, e.learning_rate, lambda step: sandwich(space, sample_rng, ends, e.random_subnets),
+                              seed=seed)
 
-        for variant in ("pre-trained", "from scratch"):
-            started = time.perf_counter()
-            supernet = SuperNetwork(space, config.search_space.family, task.name, objective.fixed, seed=seed)
-            if variant == "pre-trained":
-                pretrain_supernet(supernet, corpus, config, ends)
-                labelled(supernet, args.steps)
-            else:
-                labelled(supernet, args.steps + 2 * args.pretrain_steps)
-            train_seconds = time.perf_counter() - started
-            scores = [m["accuracy"] for m in score_subnets(supernet, architectures, lambda net: evaluate(net, task, config.trainer.eval_batch_size))]
-            row = {"seed": seed, "variant": variant, "train_seconds": train_seconds, "best": max(scores), "median": float(np.median(scores)),
-                   "mean": float(np.mean(scores)), "above_majority": float(np.mean(np.array(scores) > majority + 1e-9)), "majority": majority}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for variant in ("pre-trained", "from scratch"):
+        started = time.perf_counter()
+        supernet = SuperNetwork(space, config.search_space.family, task.name, objective.fixed, seed=seed)
+        if variant == "pre-trained":
+            pretrain_supernet(supernet, corpus, config, ends)
+            labelled(supernet, args.steps)
+        else:
+            labelled(supernet, args.steps + 2 * args.pretrain_steps)
+        train_seconds = time.perf_counter() - started
+        scores = [m["accuracy"] for m in score_subnets(supernet, architectures, lambda net: evaluate(net, task, config.trainer.eval_batch_size))]
+        row = {"seed": seed, "variant": variant, "train_seconds": train_seconds, "best": max(scores), "median": float(np.median(scores)),
+               "mean": float(np.mean(scores)), "above_majority": float(np.mean(np.array(scores) > majority + 1e-9)), "majority": majority}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=300, help="sandwich steps on the labelled data")
+    parser.add_argument("--pretrain-steps", type=int, default=200, help="sandwich steps of masked-LM pre-training (batch 64)")
+    parser.add_argument("--architectures", type=int, default=100, help="random valid architectures scored by both")
+    parser.add_argument("--train-size", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "weight_sharing_small_data")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    rows = [row for seed in args.seeds for row in seed_rows(seed, args)]
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     lines = [f"# Small labelled data, weight sharing: pre-trained once vs from scratch ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"`python bench/weight_sharing_small_data.py {' '.join(sys.argv[1:])}`: {args.train_size} labelled snippets, validation 500; "
-             f"pre-trained: {args.pretrain_steps} masked-LM sandwich steps (batch 64) then {args.steps} labelled ones (batch 32); from "
-             f"scratch: {args.steps + 2 * args.pretrain_steps} labelled ones. The same {args.architectures} random architectures scored "
-             "with inherited weights (validation accuracy).", "",
+             (f"`python bench/weight_sharing_small_data.py {' '.join(sys.argv[1:])}`: {args.train_size} labelled snippets, validation 500; "
+              f"pre-trained: {args.pretrain_steps} masked-LM sandwich steps (batch 64) then {args.steps} labelled ones (batch 32); from "
+              f"scratch: {args.steps + 2 * args.pretrain_steps} labelled ones. The same {args.architectures} random architectures scored "
+              "with inherited weights (validation accuracy)."), "",
              "| seed | super-network | train s | best | median | mean | share above the majority class |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['variant']} | {r['train_seconds']:.0f} | {r['best']:.3f} | {r['median']:.3f} | {r['mean']:.3f} | "
               f"{r['above_majority']:.2f} (majority {r['majority']:.3f}) |" for r in rows]

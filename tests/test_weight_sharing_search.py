@@ -3,11 +3,13 @@ a real sqlite MLflow store; the same seed gives the same search, a killed one re
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from nas.runner import run_search
 from nas.weight_sharing import SCORES_TABLE, SUPERNET_FORMAT
 
 from .conftest import TINY, compose_config, run_nas
+from .test_final import FINAL_TINY, final_config, search
 
 # PPO over weight-sharing scores (12 of them, in rounds of 2), a super-network of 6 steps, the best 3 trained standalone.
 SEARCH = [*TINY, "evaluation=weight_sharing", "evaluation.supernet_steps=6", "evaluation.top_k=3", "budget=12", "ppo.iterations=null",
@@ -38,10 +41,17 @@ def runs_of(uri: str, experiment: str) -> tuple[object, list]:
     return parent, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def test_a_weight_sharing_search_scores_with_shared_weights_then_trains_its_shortlist(tmp_path, sqlite_uri):
-    run_dir = tmp_path / "run"
-    result = run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}"]), run_dir)
-    folder = RunDirectory(run_dir)
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> SimpleNamespace:
+    """One weight-sharing search (its folder as the nas command leaves it, .hydra/ included), shared by the tests below."""
+    root = tmp_path_factory.mktemp("ws")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    done = search(root, "search", [*SEARCH, f"tracking.uri={uri}"])
+    return SimpleNamespace(root=root, uri=uri, dir=done.dir, best=done.best)
+
+
+def test_a_weight_sharing_search_scores_with_shared_weights_then_trains_its_shortlist(ws, tmp_path):
+    folder = RunDirectory(ws.dir)
     scores, candidates = folder.read_scores(), folder.read_records()
 
     assert len(scores) == 12 and all(r.steps == 0 and r.train_seconds is None and r.mlflow_run_id is None for r in scores)
@@ -52,28 +62,28 @@ def test_a_weight_sharing_search_scores_with_shared_weights_then_trains_its_shor
     max_steps = compose_config(SEARCH).trainer.max_steps
     assert all(r.ok and r.steps == max_steps and r.train_seconds > 0 for r in candidates)
     best = max(candidates, key=lambda r: r.reward)
-    assert result.best.architecture == best.architecture
-    assert json.loads((run_dir / "best" / "config.json").read_text())["hidden_size"] == best.architecture["hidden_size"]
+    assert ws.best.architecture == best.architecture
+    assert json.loads((ws.dir / "best" / "config.json").read_text())["hidden_size"] == best.architecture["hidden_size"]
 
     saved = torch.load(folder.supernet, weights_only=True)
     assert saved["format"] == SUPERNET_FORMAT and len(saved["losses"]) == 6
 
     # MLflow: a run for the super-network with its loss curve, one per standalone candidate, the scores as a table.
-    client = MlflowClient(sqlite_uri)
-    parent, children = runs_of(sqlite_uri, "nas")
+    client = MlflowClient(ws.uri)
+    parent, children = runs_of(ws.uri, "nas")
     supernet = [r for r in children if r.data.tags.get("nas.role") == "supernet"]
     assert len(supernet) == 1 and len(client.get_metric_history(supernet[0].info.run_id, "supernet_loss")) == 6
     assert sorted(r.info.run_id for r in children if r not in supernet) == sorted(r.mlflow_run_id for r in candidates)
     table = json.loads(Path(client.download_artifacts(parent.info.run_id, SCORES_TABLE, str(tmp_path / "dl"))).read_text())
     assert len(table["data"]) == 12 and "reward" in table["columns"]
     assert parent.data.params["evaluation.mode"] == "weight_sharing" and parent.info.status == "FINISHED"
+    assert parent.data.metrics["ws_scores_per_minute"] > 0
 
 
-def test_the_same_seed_gives_the_same_weight_sharing_search(tmp_path, sqlite_uri):
-    searches = [tmp_path / "a", tmp_path / "b"]
-    for run_dir in searches:
-        run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}", f"tracking.experiment_name={run_dir.name}"]), run_dir)
-    a, b = (RunDirectory(d) for d in searches)
+def test_the_same_seed_gives_the_same_weight_sharing_search(ws, tmp_path, sqlite_uri):
+    again = tmp_path / "again"
+    run_search(compose_config([*SEARCH, f"tracking.uri={sqlite_uri}"]), again)
+    a, b = RunDirectory(ws.dir), RunDirectory(again)
     assert lines(a.read_scores()) == lines(b.read_scores())
     assert lines(a.read_records()) == lines(b.read_records())
     weights = [torch.load(d.supernet, weights_only=True)["model"] for d in (a, b)]
@@ -83,7 +93,7 @@ def test_the_same_seed_gives_the_same_weight_sharing_search(tmp_path, sqlite_uri
 @pytest.mark.slow
 def test_a_weight_sharing_search_killed_while_scoring_resumes_without_training_the_supernet_again(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    longer = [*SEARCH, "budget=40", f"tracking.uri={uri}"]
+    longer = [*SEARCH, "budget=30", f"tracking.uri={uri}"]
     reference = tmp_path / "reference"
     run_search(compose_config([*longer, "tracking.experiment_name=reference"]), reference)
 
@@ -99,7 +109,7 @@ def test_a_weight_sharing_search_killed_while_scoring_resumes_without_training_t
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     folder = RunDirectory(run_dir)
-    assert 5 <= len(folder.read_scores()) < 40 and not folder.read_records()
+    assert 5 <= len(folder.read_scores()) < 30 and not folder.read_records()
     trained = folder.supernet.stat().st_mtime_ns
 
     assert run_nas(monkeypatch, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}") == 0
@@ -112,16 +122,19 @@ def test_a_weight_sharing_search_killed_while_scoring_resumes_without_training_t
     assert sum(r.data.tags.get("nas.role") == "supernet" for r in children) == 1
 
 
-def test_a_saved_supernet_of_other_settings_is_refused_on_resume(tmp_path, sqlite_uri):
-    run_dir = tmp_path / "run"
-    config = compose_config([*SEARCH, f"tracking.uri={sqlite_uri}"])
-    run_search(config, run_dir)
-    saved = torch.load(RunDirectory(run_dir).supernet, weights_only=True)
-    saved["settings"]["supernet_steps"] = 7
-    torch.save(saved, RunDirectory(run_dir).supernet)
-    config.resume = str(run_dir)
+def test_a_saved_supernet_of_other_settings_is_refused_on_resume(ws, tmp_path):
+    from nas.runner import CandidateObjective, build_search_space
+    from nas.tasks import make_task
+    from nas.weight_sharing import build_supernet, prepare_supernet
+
+    folder = RunDirectory(tmp_path)
+    shutil.copy(RunDirectory(ws.dir).supernet, folder.supernet)
+    config = compose_config([*SEARCH, "evaluation.supernet_steps=7"])  # trained with 6
+    task = make_task(config.task)
+    objective = CandidateObjective(task, config)
+    supernet = build_supernet(config, task, build_search_space(config, task, objective.fixed), objective.fixed)
     with pytest.raises(BadInput, match="supernet.pt was trained with other settings"):
-        run_search(config, run_dir)
+        prepare_supernet(supernet, config, task, folder)
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -194,3 +207,13 @@ def test_pre_training_moves_the_body_into_the_task_supernet():
     changed = [k for k in after if not torch.equal(before[k], after[k])]
     assert any(k.startswith("bert.encoder.layer.1.") for k in changed)  # the largest subnet's second layer was pre-trained
     assert not any(k.startswith("classifier.") for k in changed)  # the task head stays as initialised
+
+
+def test_nas_final_trains_the_best_of_the_shortlist(ws, tmp_path):
+    from nas.final import run_final
+
+    best = max(RunDirectory(ws.dir).read_records(), key=lambda r: r.reward)  # stage three's, not the best weight-sharing score
+    result = run_final(final_config([f"search={ws.dir}", *FINAL_TINY]), tmp_path / "final")
+    saved = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert {k: saved[k] for k in best.architecture} == best.architecture
+    assert "val_accuracy" in result.metrics and "test_accuracy" in result.metrics
