@@ -25,8 +25,7 @@ from .conftest import TINY, compose_config, run_nas
 from .test_final import FINAL_TINY, final_config, search
 
 # PPO over weight-sharing scores (12 of them, in rounds of 2), a super-network of 6 steps, the best 3 trained standalone.
-SEARCH = [*TINY, "evaluation=weight_sharing", "evaluation.supernet_steps=6", "evaluation.top_k=3", "budget=12", "ppo.iterations=null",
-          "cache_dir=null"]
+SEARCH = [*TINY, "evaluation=weight_sharing", "evaluation.supernet_steps=6", "evaluation.top_k=3", "budget=12", "ppo.iterations=null"]
 SAME = ("architecture_hash", "status", "reward", "metrics", "num_parameters", "iteration", "episode", "step")
 
 

@@ -59,7 +59,8 @@ def spread(sample: int, table: Path = HERE / "bert_small_rotten_tomatoes.csv") -
     return {json.dumps({d: _parse(rows[i][d]) for d in dims}, sort_keys=True) for i in picks}
 
 
-def build(name: str, overrides: list[str], shard: int, shards: int, sample: int | None = None) -> None:
+def build(name: str, overrides: list[str], shard: int, shards: int, sample: int | None = None,
+          checkpoints: tuple[int, ...] = CHECKPOINTS) -> None:
     import torch
 
     from nas.models import build_model, parameter_count
@@ -81,7 +82,7 @@ def build(name: str, overrides: list[str], shard: int, shards: int, sample: int 
     done = set()
     if out.exists():
         done = {row["architecture"] for row in csv.DictReader(out.open())}
-    fields = ["architecture", *space.names, "num_parameters", *[f"accuracy@{s}" for s in CHECKPOINTS],
+    fields = ["architecture", *space.names, "num_parameters", *[f"accuracy@{s}" for s in checkpoints],
               "accuracy", "macro_f1", "train_seconds", "eval_seconds", "status", "error"]
     new = not out.exists()
     print(f"{len(encodings)} valid architectures of {space.size}; shard {shard}/{shards}: {len(mine)}, {len(done)} done", flush=True)
@@ -100,7 +101,7 @@ def build(name: str, overrides: list[str], shard: int, shards: int, sample: int 
             torch.manual_seed(candidate_seed(config.seed, arch))  # the seed a search gives this candidate
             try:
                 row["num_parameters"] = parameter_count(hf_config, task.name)
-                trained = train_and_evaluate(build_model(hf_config, task.name), task, config.trainer, config.seed, checkpoints=CHECKPOINTS)
+                trained = train_and_evaluate(build_model(hf_config, task.name), task, config.trainer, config.seed, checkpoints=checkpoints)
                 for step, metrics in trained.checkpoints:
                     row["accuracy" if step == config.trainer.max_steps else f"accuracy@{step}"] = metrics["accuracy"]
                 row.update(macro_f1=trained.metrics["macro_f1"], train_seconds=round(trained.train_seconds, 3),
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--sample", type=int, help="only this many architectures, spread over the 100-step table's accuracy ranks")
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=list(CHECKPOINTS),
+                        help="steps at which each model is also evaluated (accuracy@<step> columns)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the space, task and trainer")
     args = parser.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -139,7 +142,7 @@ def main() -> None:
     if args.merge:
         merge(args.name)
     else:
-        build(args.name, [*DEFAULT_OVERRIDES, *args.overrides], args.shard, args.shards, args.sample)
+        build(args.name, [*DEFAULT_OVERRIDES, *args.overrides], args.shard, args.shards, args.sample, tuple(args.checkpoints))
 
 
 if __name__ == "__main__":
