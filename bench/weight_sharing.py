@@ -46,7 +46,11 @@ def read_table(path: Path) -> dict[str, dict]:
 
     rows = [r for r in csv.DictReader(path.open()) if r["status"] == "ok"]
     dims = [k for k in rows[0] if k not in NOT_DIMENSIONS and "@" not in k]
-    return {json.dumps({d: _parse(r[d]) for d in dims}, sort_keys=True): {k: float(r[k]) for k in ("accuracy", "train_seconds", "eval_seconds")}
+    checkpoints = [k for k in rows[0] if k.startswith("accuracy@")]
+    return {json.dumps({d: _parse(r[d]) for d in dims}, sort_keys=True):
+            {**{k: float(r[k]) for k in ("accuracy", "train_seconds", "eval_seconds", "num_parameters")},
+             # early stopping: the best validation accuracy at any evaluated step (accuracy@<step> columns and the last)
+             "best_accuracy": max(float(r[k]) for k in [*checkpoints, "accuracy"] if r[k] != "")}
             for r in rows}
 
 
@@ -57,6 +61,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth", type=Path, default=TABLE_1000, help="the ground-truth table")
+    parser.add_argument("--truth-column", choices=("accuracy", "best_accuracy"), default="accuracy",
+                        help="the ground truth: the accuracy after the last step, or the best at any evaluated step (early stopping)")
+    parser.add_argument("--supernet", type=Path, help="a search's supernet.pt to score with, instead of training one (default settings)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "weight_sharing")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -82,10 +89,15 @@ def main() -> None:
 
     started = time.perf_counter()
     supernet = SuperNetwork(space, space_family(config), task.name, objective.fixed, seed=args.seed)
-    ends = extremes(space, lambda a: parameter_count(objective.hf_config(a), task.name))
-    rng = np.random.default_rng(args.seed)
-    batches = task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(args.seed))
-    losses = train_supernet(supernet, batches, steps, args.learning_rate, lambda step: sandwich(space, rng, ends, args.random), seed=args.seed)
+    if args.supernet:
+        saved = torch.load(args.supernet, map_location="cpu", weights_only=True)
+        supernet.model.load_state_dict(saved["model"])
+        losses, steps, per_step = saved["losses"], saved["settings"]["supernet_steps"], 2 + saved["settings"]["random_subnets"]
+    else:
+        ends = extremes(space, lambda a: parameter_count(objective.hf_config(a), task.name))
+        rng = np.random.default_rng(args.seed)
+        batches = task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(args.seed))
+        losses = train_supernet(supernet, batches, steps, args.learning_rate, lambda step: sandwich(space, rng, ends, args.random), seed=args.seed)
     train_seconds = time.perf_counter() - started
 
     valid = [space.decode(e) for e in space.all_encodings() if space.is_valid_encoding(e)]
@@ -95,8 +107,9 @@ def main() -> None:
     score_seconds = time.perf_counter() - started
 
     keys = sorted(truth)
-    gt = [truth[k]["accuracy"] for k in keys]
-    rows = {"(a) 100-step standalone": [standalone[k]["accuracy"] for k in keys], "(b) weight sharing": [shared[k] for k in keys]}
+    gt = [truth[k][args.truth_column] for k in keys]
+    rows = {"(a) 100-step standalone": [standalone[k]["accuracy"] for k in keys], "(b) weight sharing": [shared[k] for k in keys],
+            "(c) minus the parameter count (no training)": [-truth[k]["num_parameters"] for k in keys]}
     fidelity = {name: {"kendall_tau": float(kendalltau(v, gt).statistic), "spearman_rho": float(spearmanr(v, gt).statistic)}
                 for name, v in rows.items()}
     all_keys = sorted(shared)
@@ -113,10 +126,12 @@ def main() -> None:
     }
     report = [
         f"# Weight sharing against 100-step standalone training ({time.strftime('%Y-%m-%d %H:%M')})", "",
-        f"`python bench/weight_sharing.py {' '.join(sys.argv[1:])}`: super-network trained {steps} steps x {per_step} subnets "
-        f"({steps * per_step} subnet steps of batch {config.trainer.batch_size}) in {train_seconds:.0f} s; mean subnet loss "
+        f"`python bench/weight_sharing.py {' '.join(sys.argv[1:])}`: super-network "
+        f"{'loaded from ' + str(args.supernet) + ', ' if args.supernet else ''}trained {steps} steps x {per_step} subnets "
+        f"({steps * per_step} subnet steps of batch {config.trainer.batch_size}){'' if args.supernet else f' in {train_seconds:.0f} s'}; mean subnet loss "
         f"{result['first_loss']:.3f} (first 20 steps) -> {result['last_loss']:.3f} (last 20).", "",
-        f"Ranking fidelity over the {len(keys)} ground-truth architectures (1,000 standalone steps each):", "",
+        f"Ranking fidelity over the {len(keys)} ground-truth architectures of {args.truth.name} ({args.truth_column}"
+        f"{': the best validation accuracy at any evaluated step' if args.truth_column == 'best_accuracy' else ' after the last step'}):", "",
         "| score | Kendall tau | Spearman rho |", "|---|---|---|",
         *[f"| {name} | {f['kendall_tau']:.3f} | {f['spearman_rho']:.3f} |" for name, f in fidelity.items()], "",
         f"Weight-sharing accuracies span {result['ws_accuracy_range'][0]:.3f}-{result['ws_accuracy_range'][1]:.3f} "
