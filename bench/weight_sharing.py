@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--truth", type=Path, default=TABLE_1000, help="the ground-truth table")
+    parser.add_argument("--rule", choices=("sandwich", "uniform"), default="sandwich",
+                        help="subnets per step: the largest, the smallest and --random random ones, or 2 + --random random ones")
     parser.add_argument("--truth-column", choices=("accuracy", "best_accuracy"), default="accuracy",
                         help="the ground truth: the accuracy after the last step, or the best at any evaluated step (early stopping)")
     parser.add_argument("--supernet", type=Path, help="a search's supernet.pt to score with, instead of training one (default settings)")
@@ -74,7 +76,7 @@ def main() -> None:
     from build_table import compose
     from nas.models import parameter_count
     from nas.runner import CandidateObjective, build_search_space
-    from nas.supernet import SuperNetwork, extremes, sandwich, score_subnets, train_supernet
+    from nas.supernet import SuperNetwork, extremes, sandwich, score_subnets, train_supernet, uniform
     from nas.tasks import make_task
     from nas.train import evaluate
 
@@ -97,7 +99,11 @@ def main() -> None:
         ends = extremes(space, lambda a: parameter_count(objective.hf_config(a), task.name))
         rng = np.random.default_rng(args.seed)
         batches = task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(args.seed))
-        losses = train_supernet(supernet, batches, steps, args.learning_rate, lambda step: sandwich(space, rng, ends, args.random), seed=args.seed)
+        if args.rule == "sandwich":
+            sample = lambda step: sandwich(space, rng, ends, args.random)  # noqa: E731
+        else:  # uniform: every subnet of a step drawn at random, so the largest is trained no more than any other
+            sample = lambda step: uniform(space, rng, per_step)  # noqa: E731
+        losses = train_supernet(supernet, batches, steps, args.learning_rate, sample, seed=args.seed)
     train_seconds = time.perf_counter() - started
 
     valid = [space.decode(e) for e in space.all_encodings() if space.is_valid_encoding(e)]

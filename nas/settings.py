@@ -194,6 +194,7 @@ class ObjectiveConfig:
 # -- how candidates are scored (nas/weight_sharing.py) ---------------------------------------------------------
 
 EVALUATION_MODES = ("standalone", "weight_sharing")
+SAMPLING_RULES = ("sandwich", "uniform")
 
 
 @dataclass
@@ -211,12 +212,17 @@ class EvaluationConfig:
     mode: str = "standalone"  # standalone | weight_sharing
     supernet_steps: int = 300  # weight_sharing: optimizer steps of the super-network
     random_subnets: int = 2  # weight_sharing: random subnets per step, beside the largest and the smallest
+    # weight_sharing: sandwich (the largest, the smallest and random_subnets random ones a step) or uniform (2 + random_subnets
+    # random ones: the largest is trained no more than any other; it ranked the early-stopped ground truth better, see README)
+    sampling: str = "sandwich"
     learning_rate: float = 3e-3  # weight_sharing: the super-network's AdamW peak learning rate (warm-up, then cosine)
     top_k: int = 4  # weight_sharing: the best-scored architectures trained standalone (trainer.*) as the search's candidates
 
     def validate(self) -> None:
         if self.mode not in EVALUATION_MODES:
             raise BadInput(f"evaluation.mode must be one of {', '.join(EVALUATION_MODES)}, got {self.mode!r}")
+        if self.sampling not in SAMPLING_RULES:
+            raise BadInput(f"evaluation.sampling must be one of {', '.join(SAMPLING_RULES)}, got {self.sampling!r}")
         checks = [("supernet_steps", self.supernet_steps >= 1, ">= 1"), ("random_subnets", self.random_subnets >= 0, ">= 0"),
                   ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a finite number > 0"),
                   ("top_k", self.top_k >= 1, ">= 1")]

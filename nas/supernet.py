@@ -166,6 +166,13 @@ def sandwich(space: SearchSpace, rng: np.random.Generator, extremes: tuple[Archi
     return picks
 
 
+def uniform(space: SearchSpace, rng: np.random.Generator, count: int) -> list[Architecture]:
+    """``count`` random valid architectures for one step: no subnet is trained more often than another."""
+    from nas.strategies.base import sample_valid
+
+    return [space.decode(e) for e in (sample_valid(space, rng) for _ in range(count)) if e is not None]
+
+
 def extremes(space: SearchSpace, size: Any, samples: int = 2000, seed: int = 0) -> tuple[Architecture, Architecture]:
     """(largest, smallest) valid architectures by ``size(architecture)`` (e.g. the parameter count): every valid one
     when the space is small, else the extremes of ``samples`` random valid ones."""

@@ -1,8 +1,8 @@
 """``evaluation=weight_sharing``: a search in two stages around one super-network (nas/supernet.py; issue 17).
 
-1. The super-network (the space's largest architecture) trains once, with the sandwich rule: every step sums the
-   losses of the largest and the smallest valid architectures (by parameter count) and ``random_subnets`` random
-   ones on one training batch. It is saved in the run folder (supernet.pt) and logged as a child run of its own
+1. The super-network (the space's largest architecture) trains once. By default with the sandwich rule: every step
+   sums the losses of the largest and the smallest valid architectures (by parameter count) and ``random_subnets``
+   random ones on one training batch; ``evaluation.sampling=uniform`` draws all 2 + ``random_subnets`` at random. It is saved in the run folder (supernet.pt) and logged as a child run of its own
    with its loss curve, so a resume loads it instead of training again.
 2. The strategy searches over weight-sharing scores: a candidate's score is its subnet's validation metric with
    the inherited weights (milliseconds, no training). Each score is a line of weight_sharing.jsonl (a
@@ -35,7 +35,7 @@ from nas.records import CandidateRecord
 from nas.search import Outcome
 from nas.space import Architecture, SearchSpace
 from nas.strategies.base import Proposal
-from nas.supernet import SuperNetwork, extremes, sandwich, train_supernet
+from nas.supernet import SuperNetwork, extremes, sandwich, train_supernet, uniform
 from nas.tasks import Task
 from nas.train import evaluate, resolve_device
 
@@ -49,7 +49,7 @@ def supernet_settings(config: Config) -> dict[str, Any]:
     """What the super-network's weights depend on: a saved one is reused only when all of it is the same."""
     e, pretrain = config.evaluation, config.trainer.pretrain
     return {"family": config.search_space.family, "seed": config.seed, "supernet_steps": e.supernet_steps,
-            "random_subnets": e.random_subnets, "learning_rate": e.learning_rate, "batch_size": config.trainer.batch_size,
+            "random_subnets": e.random_subnets, "sampling": e.sampling, "learning_rate": e.learning_rate, "batch_size": config.trainer.batch_size,
             "dimensions": {k: list(v) for k, v in config.search_space.dimensions.items()},
             **({"pretrain": dataclasses.asdict(pretrain)} if pretrain.steps > 0 else {})}
 
@@ -70,7 +70,7 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
                      corpus: PretrainingCorpus | None = None) -> dict[str, Any]:
     """Stage one: the super-network trained, or loaded from the run folder when an earlier run of this search saved it.
     With ``corpus`` (trainer.pretrain.steps > 0) its body is first pre-trained on it, once for the whole search: a
-    super-network of the family's masked or causal LM, trained with the same sandwich rule for ``trainer.pretrain.steps``
+    super-network of the family's masked or causal LM, trained with the same sampling rule for ``trainer.pretrain.steps``
     steps, whose body then moves into the task's super-network. Returns {"losses", "pretrain_losses", "seconds", "loaded"}."""
     settings = supernet_settings(config)
     if run_dir.supernet.is_file():
@@ -89,8 +89,9 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
         pretrain_losses = pretrain_supernet(supernet, corpus, config, ends)
     rng = np.random.default_rng(config.seed)
     batches = _on_device(task.train_batches(config.trainer.batch_size, torch.Generator().manual_seed(config.seed)), device)
-    log.info("training the super-network %s: %d steps x %d subnets", supernet.architecture, e.supernet_steps, 2 + e.random_subnets)
-    losses = train_supernet(supernet, batches, e.supernet_steps, e.learning_rate, lambda step: sandwich(supernet.space, rng, ends, e.random_subnets),
+    log.info("training the super-network %s: %d steps x %d subnets (%s)", supernet.architecture, e.supernet_steps, 2 + e.random_subnets,
+             e.sampling)
+    losses = train_supernet(supernet, batches, e.supernet_steps, e.learning_rate, subnet_sampler(config, supernet.space, rng, ends),
                             seed=config.seed)
     seconds = time.perf_counter() - started
     state = {k: v.detach().cpu() for k, v in supernet.model.state_dict().items()}
@@ -99,9 +100,17 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
     return {"losses": losses, "pretrain_losses": pretrain_losses, "seconds": seconds, "loaded": False}
 
 
+def subnet_sampler(config: Config, space: SearchSpace, rng: np.random.Generator, ends: tuple[Architecture, Architecture]) -> Any:
+    """step -> the subnets trained at that step, by ``evaluation.sampling``."""
+    e = config.evaluation
+    if e.sampling == "uniform":
+        return lambda step: uniform(space, rng, 2 + e.random_subnets)
+    return lambda step: sandwich(space, rng, ends, e.random_subnets)
+
+
 def pretrain_supernet(supernet: SuperNetwork, corpus: PretrainingCorpus, config: Config, ends: tuple[Architecture, Architecture]) -> list[float]:
     """Pre-train ``supernet``'s body once: a super-network of the family's self-supervised model (the same largest
-    architecture, its subnets sliced alike), ``trainer.pretrain.steps`` sandwich steps on the corpus, then its body is
+    architecture, its subnets sliced alike), ``trainer.pretrain.steps`` steps on the corpus, then its body is
     copied into ``supernet`` (the task head stays as initialised). Returns the mean subnet loss of each step."""
     pretrain = config.trainer.pretrain
     objective = pretraining_objective(supernet.family)
@@ -112,7 +121,7 @@ def pretrain_supernet(supernet: SuperNetwork, corpus: PretrainingCorpus, config:
     rng = np.random.default_rng(config.seed)
     log.info("pre-training the super-network (%s): %d steps x %d subnets", objective, pretrain.steps, 2 + config.evaluation.random_subnets)
     losses = train_supernet(lm, _on_device(corpus.batches(objective, seed=config.seed), device), pretrain.steps, pretrain.learning_rate,
-                            lambda step: sandwich(lm.space, rng, ends, config.evaluation.random_subnets), seed=config.seed)
+                            subnet_sampler(config, lm.space, rng, ends), seed=config.seed)
     transfer_body(lm.model, supernet.model)
     return losses
 

@@ -100,3 +100,12 @@ def test_training_the_supernet_lowers_every_subnets_loss_and_repeats_for_a_seed(
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     _, again = run()
     assert losses == again
+
+
+def test_uniform_sampling_draws_valid_architectures_by_the_seed():
+    from nas.supernet import uniform
+
+    space = SearchSpace.from_dict(BERT)
+    first = uniform(space, np.random.default_rng(3), 4)
+    assert len(first) == 4 and all(space.is_valid_encoding(space.encode(a)) for a in first)
+    assert first == uniform(space, np.random.default_rng(3), 4)

@@ -129,6 +129,7 @@ def test_a_saved_supernet_of_other_settings_is_refused_on_resume(ws, tmp_path):
 @pytest.mark.parametrize("overrides,match", [
     (["evaluation.mode=nope"], "evaluation.mode must be one of standalone, weight_sharing"),
     (["evaluation.top_k=0"], "evaluation.top_k must be >= 1"),
+    (["evaluation.sampling=sometimes"], "evaluation.sampling must be one of sandwich, uniform"),
     (["fidelity.steps=[2]"], "cannot be combined with fidelity.steps"),
     (["task=image_classification", "search_space.dimensions.patch_size=[4,7]"], "patch_size"),
 ])
@@ -140,7 +141,7 @@ def test_what_cannot_share_weights_is_refused_before_any_run_starts(tmp_path, sq
 
 @pytest.mark.parametrize("overrides", [
     ["task=language_modeling"],  # GPT-2: its fused query/key/value sliced block by block
-    ["task=image_classification", "search_space.dimensions.patch_size=[7]"],  # ViT with one patch size
+    ["task=image_classification", "search_space.dimensions.patch_size=[7]", "evaluation.sampling=uniform"],  # ViT, one patch size
 ])
 def test_gpt2_and_vit_searches_share_weights(tmp_path, sqlite_uri, overrides):
     run_dir = tmp_path / "run"
