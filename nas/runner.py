@@ -273,8 +273,9 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
     except KeyboardInterrupt:
         closing.hold()  # a second Ctrl-C now would leave the parent run RUNNING
         status = "KILLED"
-        log.warning("interrupted: %d candidates are recorded in %s; `nas resume=%s` continues the search",
-                    len(run_dir.read_records()), run_dir.candidates, run_dir)
+        scored = f" and {len(run_dir.read_scores())} weight-sharing scores in {run_dir.scores}" if shares_weights else ""
+        log.warning("interrupted: %d candidates are recorded in %s%s; `nas resume=%s` continues the search",
+                    len(run_dir.read_records()), run_dir.candidates, scored, run_dir)
         raise
     except (ReplayError, ResumeError):
         status = status_before if resuming else "FAILED"  # a resume that cannot go on leaves the run as it found it
