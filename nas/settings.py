@@ -204,16 +204,16 @@ class EvaluationConfig:
     ``standalone`` (default): each candidate trains on its own for ``trainer.max_steps`` and is scored on validation.
     ``weight_sharing`` (nas/weight_sharing.py): one super-network, the space's largest architecture, trains first
     (``supernet_steps`` steps, each on the largest, the smallest and ``random_subnets`` random subnets: the sandwich
-    rule); the strategy then searches over the validation scores of subnets that inherit its weights (``budget``
-    of them, milliseconds each), and the ``top_k`` best of those train standalone like any candidate. Their best is
-    the search's result (best/, nas-final).
+    rule, or on random ones alone: ``sampling``); the strategy then searches over the validation scores of subnets
+    that inherit its weights (``budget`` of them, milliseconds each), and the ``top_k`` best of those train
+    standalone like any candidate. Their best is the search's result (best/, nas-final).
     """
 
     mode: str = "standalone"  # standalone | weight_sharing
     supernet_steps: int = 300  # weight_sharing: optimizer steps of the super-network
     random_subnets: int = 2  # weight_sharing: random subnets per step, beside the largest and the smallest
     # weight_sharing: sandwich (the largest, the smallest and random_subnets random ones a step) or uniform (2 + random_subnets
-    # random ones: the largest is trained no more than any other; it ranked the early-stopped ground truth better, see README)
+    # random ones: the largest is trained no more than any other); three seeds of each rank alike (README, "Weight sharing")
     sampling: str = "sandwich"
     learning_rate: float = 3e-3  # weight_sharing: the super-network's AdamW peak learning rate (warm-up, then cosine)
     top_k: int = 4  # weight_sharing: the best-scored architectures trained standalone (trainer.*) as the search's candidates

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -432,7 +433,8 @@ class Tracker:
         ts = _now()
         metrics = [Metric("supernet_loss", float(loss), ts, step) for step, loss in enumerate(losses)]
         metrics += [Metric("supernet_pretrain_loss", float(loss), ts, step) for step, loss in enumerate(pretrain_losses)]
-        self._log(run_id, metrics + [Metric("supernet_seconds", float(seconds), ts, 0)], [Param(k, str(v)) for k, v in flatten(params).items()])
+        metrics.append(Metric("supernet_seconds", float(seconds), ts, 0))
+        self._log(run_id, metrics, [Param(k, str(v)) for k, v in flatten(params).items()])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         return run_id
 
@@ -443,8 +445,6 @@ class Tracker:
 
     def log_table(self, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
         """A table (column -> values) as an artifact of the parent run, shown by MLflow's UI (mlflow.log_table)."""
-        import warnings
-
         self.flush()  # after what was queued before it
         with warnings.catch_warnings():  # MLflow's own select_dtypes call warns under pandas 3; the table is the same
             warnings.simplefilter("ignore", FutureWarning)

@@ -2,8 +2,9 @@
 
 1. The super-network (the space's largest architecture) trains once. By default with the sandwich rule: every step
    sums the losses of the largest and the smallest valid architectures (by parameter count) and ``random_subnets``
-   random ones on one training batch; ``evaluation.sampling=uniform`` draws all 2 + ``random_subnets`` at random. It is saved in the run folder (supernet.pt) and logged as a child run of its own
-   with its loss curve, so a resume loads it instead of training again.
+   random ones on one training batch; ``evaluation.sampling=uniform`` draws all 2 + ``random_subnets`` at random.
+   It is saved in the run folder (supernet.pt) and logged as a child run of its own with its loss curve, so a
+   resume loads it instead of training again.
 2. The strategy searches over weight-sharing scores: a candidate's score is its subnet's validation metric with
    the inherited weights (milliseconds, no training). Each score is a line of weight_sharing.jsonl (a
    CandidateRecord without an MLflow run); the parent run gets them as a table artifact, not as thousands of runs.
@@ -49,7 +50,8 @@ def supernet_settings(config: Config) -> dict[str, Any]:
     """What the super-network's weights depend on: a saved one is reused only when all of it is the same."""
     e, pretrain = config.evaluation, config.trainer.pretrain
     return {"family": config.search_space.family, "seed": config.seed, "supernet_steps": e.supernet_steps,
-            "random_subnets": e.random_subnets, "sampling": e.sampling, "learning_rate": e.learning_rate, "batch_size": config.trainer.batch_size,
+            "random_subnets": e.random_subnets, "sampling": e.sampling, "learning_rate": e.learning_rate,
+            "batch_size": config.trainer.batch_size,
             "dimensions": {k: list(v) for k, v in config.search_space.dimensions.items()},
             **({"pretrain": dataclasses.asdict(pretrain)} if pretrain.steps > 0 else {})}
 
@@ -83,7 +85,9 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
     e = config.evaluation
     device = resolve_device(config.trainer.device)
     started = time.perf_counter()
-    ends = extremes(supernet.space, lambda a: parameter_count(supernet.subnet_config(a), task.name), seed=config.seed)
+    ends = None  # the sandwich rule's largest and smallest valid architectures; uniform sampling needs neither
+    if e.sampling == "sandwich":
+        ends = extremes(supernet.space, lambda a: parameter_count(supernet.subnet_config(a), task.name), seed=config.seed)
     pretrain_losses: list[float] = []
     if corpus is not None:
         pretrain_losses = pretrain_supernet(supernet, corpus, config, ends)
@@ -100,7 +104,7 @@ def prepare_supernet(supernet: SuperNetwork, config: Config, task: Task, run_dir
     return {"losses": losses, "pretrain_losses": pretrain_losses, "seconds": seconds, "loaded": False}
 
 
-def subnet_sampler(config: Config, space: SearchSpace, rng: np.random.Generator, ends: tuple[Architecture, Architecture]) -> Any:
+def subnet_sampler(config: Config, space: SearchSpace, rng: np.random.Generator, ends: tuple[Architecture, Architecture] | None) -> Any:
     """step -> the subnets trained at that step, by ``evaluation.sampling``."""
     e = config.evaluation
     if e.sampling == "uniform":
@@ -108,7 +112,8 @@ def subnet_sampler(config: Config, space: SearchSpace, rng: np.random.Generator,
     return lambda step: sandwich(space, rng, ends, e.random_subnets)
 
 
-def pretrain_supernet(supernet: SuperNetwork, corpus: PretrainingCorpus, config: Config, ends: tuple[Architecture, Architecture]) -> list[float]:
+def pretrain_supernet(supernet: SuperNetwork, corpus: PretrainingCorpus, config: Config,
+                      ends: tuple[Architecture, Architecture] | None) -> list[float]:
     """Pre-train ``supernet``'s body once: a super-network of the family's self-supervised model (the same largest
     architecture, its subnets sliced alike), ``trainer.pretrain.steps`` steps on the corpus, then its body is
     copied into ``supernet`` (the task head stays as initialised). Returns the mean subnet loss of each step."""
@@ -220,8 +225,8 @@ def search_shared(supernet: SuperNetwork, config: Config, task: Task, space: Sea
     if new:  # the strategy's own time included: what a user waits for per score
         tracker.log_metrics({"ws_scores_per_minute": new / seconds * 60}, step=0)
     best = max((r for r in scores if r.ok), key=lambda r: r.reward, default=None)
-    log.info("%d architectures scored with shared weights (%d failed) in %.1f s; the best %s: %s", len(scores), sum(not r.ok for r in scores),
-             seconds, f"{best.reward:.4f}" if best else "-", best.architecture if best else "-")
+    log.info("%d architectures scored with shared weights (%d failed) in %.1f s; the best %s: %s", len(scores),
+             sum(not r.ok for r in scores), seconds, f"{best.reward:.4f}" if best else "-", best.architecture if best else "-")
     return Shortlist(shortlist(scores, config.evaluation.top_k))
 
 
