@@ -151,10 +151,11 @@ class SharedWeightsObjective:
     def __call__(self, architecture: Architecture) -> Outcome:
         info: dict[str, Any] = {"steps": 0}
         try:
-            info["num_parameters"] = parameter_count(self.supernet.subnet_config(architecture), self.task.name)
+            net = self.supernet.subnet(architecture)  # its config built once, for the count and the model alike
+            info["num_parameters"] = parameter_count(net.config, self.task.name)
             self.config.objective.check(info)  # hard budget: failed before it is scored, as a standalone candidate
             started = time.perf_counter()
-            metrics = evaluate(self.supernet.subnet(architecture), self.task, self.config.trainer.eval_batch_size)
+            metrics = evaluate(net, self.task, self.config.trainer.eval_batch_size)
             info["eval_seconds"] = time.perf_counter() - started
         except Exception as exc:  # recorded as failed; the search goes on
             return Outcome(None, "failed", describe_failure(exc), info)

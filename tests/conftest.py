@@ -68,3 +68,16 @@ def torch_threads_restored():
         fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, check=True)
         _DEFAULT_TORCH_THREADS.append(int(fresh.stdout))
     torch.set_num_threads(_DEFAULT_TORCH_THREADS[0])
+
+
+def kill_when(proc: "subprocess.Popen", ready, timeout: float = 300, poll: float = 0.01) -> None:
+    """``kill -9`` the search ``proc`` as soon as ``ready()`` holds; fails when it ended before that."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and not ready():
+        time.sleep(poll)
+    assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

@@ -1,11 +1,8 @@
 """Resume: a search killed at any point (kill -9) continues where it stopped and ends as an uninterrupted one."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from nas.folders import RunDirectory
 from nas.runner import ResumeError, run_search
 from nas.search import ReplayError
 
-from .conftest import TINY, compose_config, run_nas
+from .conftest import TINY, compose_config, kill_when, run_nas
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +40,7 @@ def test_a_search_killed_mid_way_resumes_and_ends_as_an_uninterrupted_one(tmp_pa
     run_dir = tmp_path / "run"
     args = [*SEARCH, f"tracking.uri={uri}", "tracking.experiment_name=killed", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "nas", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:  # kill once 3 candidates are recorded
-        if len(RunDirectory(run_dir).read_records()) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, lambda: len(RunDirectory(run_dir).read_records()) >= 3, poll=0.05)  # once 3 candidates are recorded
     recorded = len(RunDirectory(run_dir).read_records())
     assert 3 <= recorded < 10
     parent_id = json.loads((run_dir / "search.json").read_text())["parent_run_id"]

@@ -2,12 +2,9 @@
 a real sqlite MLflow store; the same seed gives the same search, a killed one resumes to it, bad input is refused first."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +18,7 @@ from nas.folders import RunDirectory
 from nas.runner import run_search
 from nas.weight_sharing import SCORES_TABLE, SUPERNET_FORMAT
 
-from .conftest import TINY, compose_config, run_nas
+from .conftest import TINY, compose_config, kill_when, run_nas
 from .test_final import FINAL_TINY, final_config, search
 
 # PPO over weight-sharing scores (12 of them, in rounds of 2), a super-network of 6 steps, the best 3 trained standalone.
@@ -87,14 +84,7 @@ def test_a_weight_sharing_search_killed_while_scoring_resumes_to_the_same_search
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "nas", *SEARCH, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:  # kill -9 once stage two has scored a few
-        if len(RunDirectory(run_dir).read_scores()) >= 3:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_when(proc, lambda: len(RunDirectory(run_dir).read_scores()) >= 3)  # once stage two has scored a few
     folder = RunDirectory(run_dir)
     assert len(folder.read_scores()) >= 3 and len(folder.read_records()) < 3  # killed while scoring (or early in stage three)
     trained = folder.supernet.stat().st_mtime_ns
