@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["random", "tpe", "ppo", "ppo-lr0", "ppo-uniform", "ppo-model-free"], choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--slow-seeds", type=int, default=30, help=f"seeds for {', '.join(sorted(SLOW))}")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed, first-seed + 1, ... (a fresh set of seeds)")
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ppo", nargs="*", default=[], metavar="KEY=VALUE", help="PPO settings for every ppo variant (tuning only)")
@@ -136,7 +137,7 @@ def main() -> None:
 def search_all(args) -> tuple[list[dict], float]:
     overrides = {k: json.loads(v) if v[:1] in "-0123456789.[{tfn" else v for k, v in (item.split("=", 1) for item in args.ppo)}
     jobs = [(name, variant, seed, args.budget, overrides) for name in args.landscapes for variant in args.variants
-            for seed in range(args.slow_seeds if variant in SLOW else args.seeds)]
+            for seed in range(args.first_seed, args.first_seed + (args.slow_seeds if variant in SLOW else args.seeds))]
     started = time.perf_counter()
     runs: list[dict] = []
     context = multiprocessing.get_context("fork")

@@ -196,9 +196,13 @@ class PPOStrategy:
                 self._outstanding.append((encoding, index))
                 step = len(self._round[index].actions) if index is not None else 0
                 return Proposal(self.space.decode(encoding), self.iteration, index or 0, step)
-            if self._outstanding:
+            startup = len(self.values) + len(self._outstanding) < self.config.startup_candidates
+            if self._outstanding and not startup:
                 return None  # the round's values come before the next round
-            if self.incumbent is None:  # nothing has succeeded yet: the initial architecture, then random ones
+            if startup or self.incumbent is None:
+                # The start-up candidates, asked at once (nothing learns from them one by one): the initial architecture,
+                # then random unseen ones, so the first rounds start from a spread of architectures. Random ones go on
+                # until one succeeds.
                 encoding = self.initial if not self._tried_initial and self.initial not in self.values else self._random_unseen()
                 self._tried_initial = True
                 if encoding is None:
@@ -303,7 +307,7 @@ class PPOStrategy:
             self._round_values.append(None)
 
     def _random_unseen(self) -> Encoding | None:
-        return sample_valid(self.space, self.rng, exclude=self.values)
+        return sample_valid(self.space, self.rng, exclude=_Excluded(self.values, {e for e, _ in self._outstanding}))
 
     def _restart(self) -> Encoding | None:
         """A new architecture outside the policy's reach: the best-rated of random unseen ones (any, before the ensemble is trusted)."""
