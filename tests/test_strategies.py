@@ -235,6 +235,40 @@ def test_ppo_never_proposes_an_architecture_twice():
     assert len(set(asked)) == len(asked)
 
 
+def test_ppo_asks_its_startup_candidates_at_once_then_waits_for_them():
+    # The initial architecture, then random unseen ones, all outstanding together; the first round waits for their values.
+    space = SearchSpace.from_dict(SPACE)
+    initial = {"a": 0, "b": 0, "c": 0, "d": 0}
+    strategy = make_strategy("ppo", space, seed=3, initial=initial, ppo={"startup_candidates": 6})
+    batch = []
+    while (p := strategy.ask()) is not None:
+        batch.append(p)
+    assert len(batch) == 6 and batch[0].architecture == initial
+    assert len({tuple(p.architecture.values()) for p in batch}) == 6
+    assert strategy.iteration == 0 and strategy.ask() is None
+    for p in batch[:-1]:
+        strategy.tell(p, quadratic(p.architecture))
+    assert strategy.ask() is None  # one value still outstanding
+    strategy.tell(batch[-1], None)  # a failed start-up candidate is recorded like any other
+    round_ = []
+    while (p := strategy.ask()) is not None:
+        round_.append(p)
+    assert len(round_) == 4 and strategy.iteration == 0  # the first round: population_size episodes
+    seen = {tuple(p.architecture.values()) for p in batch}
+    assert not seen & {tuple(p.architecture.values()) for p in round_}
+
+
+def test_ppo_startup_goes_on_with_random_architectures_until_one_succeeds():
+    space = SearchSpace.from_dict(SPACE)
+    strategy = make_strategy("ppo", space, seed=1, ppo={"startup_candidates": 3})
+    for _ in range(3):
+        strategy.tell(strategy.ask(), None)
+    p = strategy.ask()  # all three failed: one more random architecture, alone
+    assert p is not None and strategy.ask() is None
+    strategy.tell(p, 1.0)
+    assert strategy.ask() is not None  # now the rounds begin
+
+
 def test_failures_count_as_the_worst_metric_seen_not_a_fixed_penalty():
     # Failures earn the worst metric so far minus a tenth of the observed range (the metric's scale).
     space = SearchSpace.from_dict(SPACE)

@@ -1,6 +1,7 @@
 """PPO over architectures, with a learned model of the metric to train on between real evaluations.
 
-A round: ``population_size`` episodes sampled from pi_theta(a|s) each end at one new architecture
+First ``startup_candidates`` architectures, asked at once: the initial one, then random unseen ones (a spread of
+the space for the ensemble and the start pool). Then rounds. A round: ``population_size`` episodes sampled from pi_theta(a|s) each end at one new architecture
 (``nas.env``: seen and pending architectures are masked, so no proposal repeats), and those
 architectures are evaluated together. An episode's reward is its architecture's metric on its last
 step. Then:
@@ -11,8 +12,9 @@ step. Then:
    episodes into one batch, GAE advantages and returns from the critic V(s), ``update_epochs``
    passes over shuffled minibatches (clipped surrogate, value loss, entropy bonus, gradient
    clipping), then the diagnostics.
-3. DyNA-PPO (Angermueller et al., ICLR 2020): while the ensemble is accurate enough (out-of-bag
-   R^2 >= ``model_min_r2``), ``model_iterations`` more PPO updates on ``model_episodes`` simulated
+3. DyNA-PPO (Angermueller et al., ICLR 2020): unless the ensemble is grossly wrong (out-of-bag
+   R^2 < ``model_min_r2``, -1 by default: on NAS-Bench-Graph an ensemble with R^2 below 0 still ranks
+   well enough to help), ``model_iterations`` more PPO updates on ``model_episodes`` simulated
    episodes each, rewarded by the ensemble's optimistic estimate (mean + ``exploration`` x std) of
    the architecture they end at. The policy learns from thousands of transitions per round instead
    of a few dozen real ones.
