@@ -60,10 +60,10 @@ def search_run_name(config: Config, sweep: SweepJob | None) -> str:
 
 def progress_total(config: Config) -> int | None:
     """The most candidates the search evaluates: the budget, or fewer when PPO's rounds (ppo.iterations) end it first:
-    the initial architecture, then population_size new ones a round."""
+    the start-up candidates, then population_size new ones a round."""
     caps = [config.budget]
     if config.strategy == "ppo" and config.ppo.iterations is not None:
-        caps.append(1 + config.ppo.iterations * config.ppo.population_size)
+        caps.append(config.ppo.startup_candidates + config.ppo.iterations * config.ppo.population_size)
     return min((c for c in caps if c), default=None)
 
 

@@ -16,8 +16,9 @@ from .test_final import run_cli
 
 def test_progress_total_is_the_real_cap():
     assert progress_total(compose_config([])) == 44  # the budget
-    # PPO's rounds end the search first: the initial architecture, then population_size a round.
-    assert progress_total(compose_config(["ppo.iterations=3", "ppo.population_size=4"])) == 13
+    # PPO's rounds end the search first: the start-up candidates, then population_size a round.
+    assert progress_total(compose_config(["ppo.iterations=3", "ppo.population_size=4"])) == 22
+    assert progress_total(compose_config(["ppo.iterations=3", "ppo.population_size=4", "ppo.startup_candidates=1"])) == 13
     assert progress_total(compose_config(["ppo.iterations=30"])) == 44
     assert progress_total(compose_config(["strategy=random"])) == 44  # random search has no rounds (and no ppo.* settings)
 
