@@ -95,7 +95,7 @@ def test_configs_load_and_are_checked_without_torch_transformers_or_mlflow():
 
 
 def test_the_smoke_experiment_is_the_tests_tiny_settings():
-    tiny = ["trainer=tiny", "budget=5", "ppo.population_size=2", "ppo.horizon=2", "ppo.iterations=3",
+    tiny = ["trainer=tiny", "budget=5", "ppo.population_size=2", "ppo.horizon=2", "ppo.iterations=3", "ppo.startup_candidates=1",
             "task.train_size=64", "task.val_size=32", "progress=false"]
     assert dataclasses.asdict(compose_config(TINY)) == dataclasses.asdict(compose_config([*tiny, "task.vocab_size=300"]))
     # a setting only some tasks have is set for those tasks alone (conf/experiment_task/): smoke works with every task
