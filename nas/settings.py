@@ -284,7 +284,7 @@ class PPOConfig:
     start_pool: int = 4  # modify env: episodes start from one of the best start_pool architectures evaluated so far
     model_iterations: int = 10  # PPO updates on simulated episodes after each round (0: model-free PPO)
     model_episodes: int = 64  # simulated episodes per model-based update
-    model_min_r2: float = -1.0  # the value ensemble's out-of-bag R^2 needed before the policy trains on it (-1: only a grossly wrong model is ignored)
+    model_min_r2: float = -1.0  # the ensemble's out-of-bag R^2 needed before the policy trains on it (-1: only a grossly wrong model is ignored)
     model_min_points: int = 8  # successful evaluations needed before the ensemble is trusted at all
     exploration: float = 1.0  # simulated reward = ensemble mean + exploration x ensemble std
     ensemble_members: int = 8  # members of the value ensemble (bootstrap resamples)
@@ -307,7 +307,8 @@ class PPOConfig:
             ("max_grad_norm", math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0, "a finite number > 0"),
             ("hidden_size", self.hidden_size >= 1, ">= 1"),
             ("failure_reward", self.failure_reward is None or math.isfinite(self.failure_reward), "finite (or null)"),
-            ("startup_candidates", self.startup_candidates >= 1, ">= 1"), ("start_pool", self.start_pool >= 1, ">= 1"), ("model_iterations", self.model_iterations >= 0, ">= 0"),
+            ("startup_candidates", self.startup_candidates >= 1, ">= 1"), ("start_pool", self.start_pool >= 1, ">= 1"),
+            ("model_iterations", self.model_iterations >= 0, ">= 0"),
             ("model_episodes", self.model_episodes >= 1, ">= 1"), ("model_min_r2", math.isfinite(self.model_min_r2), "finite"),
             ("model_min_points", self.model_min_points >= 3, ">= 3"),
             ("exploration", math.isfinite(self.exploration) and self.exploration >= 0, "a number >= 0"),

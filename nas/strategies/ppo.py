@@ -1,9 +1,9 @@
 """PPO over architectures, with a learned model of the metric to train on between real evaluations.
 
 First ``startup_candidates`` architectures, asked at once: the initial one, then random unseen ones (a spread of
-the space for the ensemble and the start pool). Then rounds. A round: ``population_size`` episodes sampled from pi_theta(a|s) each end at one new architecture
-(``nas.env``: seen and pending architectures are masked, so no proposal repeats), and those
-architectures are evaluated together. An episode's reward is its architecture's metric on its last
+the space for the ensemble and the start pool). Then rounds. A round: ``population_size`` episodes sampled from
+pi_theta(a|s) each end at one new architecture (``nas.env``: seen and pending architectures are masked, so no
+proposal repeats), and those architectures are evaluated together. An episode's reward is its architecture's metric on its last
 step. Then:
 
 1. The value ensemble (``nas.surrogate.ValueEnsemble``, the search's value network) is refitted to
