@@ -6,8 +6,10 @@
   (bench/tabular/vit_small_fashion_mnist.csv; build command in bench/tabular/README.md).
 - ``nbg-<dataset>``: NAS-Bench-Graph (Qin et al., NeurIPS 2022 datasets track), 26,206 GNN
   architectures per dataset, validation accuracy; installs offline from PyPI (``nas-bench-graph``).
+- ``nbg-<dataset>-perf``: the same tables' test accuracy (two of them, in ``HELD_OUT_4``).
 - ``synth-*``: additive effects + pairwise interactions + per-architecture noise over 6 dimensions
-  x 5 choices (15,625 architectures), some starting from a poor initial architecture.
+  x 5 choices (15,625 architectures; ``synth-wide``: 8 x 4), some starting from a poor initial architecture.
+- ``synth-gated*``: NAS-Bench-Graph's shape, synthetic (``gated``): a link pattern decides which op positions count.
 
 Each landscape has a search space (its constraint: "is in the table"), a lookup, an initial
 architecture (None: the space's middle choices) and the top-1% threshold.
