@@ -11,10 +11,12 @@ import torch
 import nas
 from tests.test_strategies import SPACE, quadratic
 
-# name -> (strategy, settings, sha256 of the 40 proposals' choices, the first three proposals)
+# name -> (strategy, settings, sha256 of the 40 proposals' choices, the first three proposals). PPO's proposals depend on
+# the floats of torch's CPU kernels, which differ between processors (seen: an AVX2 AMD EPYC against the machine that
+# first recorded them): its digest is then a tuple with one entry per kind of machine seen; a design change alters all.
 RECORDED = {
     # PPO re-recorded for its start-up candidates (the initial architecture, then random ones) and model_min_r2 -1.
-    "ppo": ("ppo", {}, "e40537550ba9ac07", [(2, 2, 2, 1), (5, 3, 4, 3), (3, 4, 5, 0)]),
+    "ppo": ("ppo", {}, ("e40537550ba9ac07", "0cfc1f0b9fdab639"), [(2, 2, 2, 1), (5, 3, 4, 3), (3, 4, 5, 0)]),
     "ppo-controller": ("ppo", {"ppo": {"env": "controller"}}, "8eb21623133fc99b", [(2, 2, 2, 1), (5, 3, 4, 3), (3, 4, 5, 0)]),
     "ppo-screening": ("ppo", {"ppo": {"env": "controller", "screening": 8}}, "1c23b0b035dc2068", [(2, 2, 2, 1), (5, 3, 4, 3), (3, 4, 5, 0)]),
     "random": ("random", {}, "584d1b346c085fbc", [(5, 3, 4, 3), (3, 4, 5, 0), (0, 1, 1, 3)]),
@@ -38,7 +40,7 @@ def test_a_strategy_proposes_what_it_proposed_when_recorded(name, two_torch_thre
     result = nas.search(SPACE, quadratic, strategy=strategy, budget=40, seed=7, **settings)
     proposals = [tuple(e.architecture[k] for k in SPACE) for e in result.history]
     assert proposals[:3] == first
-    assert hashlib.sha256(json.dumps(proposals).encode()).hexdigest()[:16] == digest
+    assert hashlib.sha256(json.dumps(proposals).encode()).hexdigest()[:16] in (digest if isinstance(digest, tuple) else (digest,))
 
 
 def test_a_ppo_checkpoint_restores_its_networks_optimizer_and_random_generators():
