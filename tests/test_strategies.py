@@ -1,6 +1,8 @@
 """The library API and the strategies, on synthetic objectives (no transformers, no Hydra)."""
 
+import json
 import math
+import zlib
 
 import pytest
 
@@ -274,7 +276,9 @@ def test_failures_count_as_the_worst_metric_seen_not_a_fixed_penalty():
     space = SearchSpace.from_dict(SPACE)
 
     def flaky(arch):
-        if arch["b"] == 0:
+        # A quarter of the architectures, scattered (a checksum of the choices): no policy learns to avoid them all, so
+        # rounds meet failures whatever path PPO's floats take on this machine (a rule like "b == 0" is soon avoided).
+        if zlib.crc32(json.dumps(arch, sort_keys=True).encode()) % 4 == 0:
             raise RuntimeError("simulated")
         return quadratic(arch)
 
