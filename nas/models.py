@@ -378,8 +378,18 @@ def make_space(
     if max_params is not None and max_params < 1:
         raise SpaceError(f"search_space.max_params must be >= 1 (or null: no budget), got {max_params}")
 
+    # A validity check asks every constraint about the same architecture in turn: its config is built once for all of
+    # them (building one is most of a check's time, and PPO's action masks check hundreds of architectures a search).
+    last: list[tuple[str, PretrainedConfig] | None] = [None]  # (architecture as JSON, its config), read and replaced whole
+
+    def config_of(arch: Architecture) -> PretrainedConfig:
+        key, known = json.dumps(arch, sort_keys=True, default=str), last[0]
+        if known is None or known[0] != key:
+            known = last[0] = (key, build_config(model_type, arch, fixed))
+        return known[1]
+
     def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:
-        return lambda arch: check(build_config(model_type, arch, fixed))
+        return lambda arch: check(config_of(arch))
 
     generic = model_type not in FAMILIES
     if generic:  # some configs (Llama) refuse heads that do not divide the width when built: check their fields unbuilt
@@ -392,7 +402,7 @@ def make_space(
         def within_budget(arch: Architecture) -> bool:
             if generic and not all(c.check(arch) for c in buildable):
                 return True  # it cannot be built, let alone counted: the constraint it breaks says so
-            return parameter_count(build_config(model_type, arch, fixed), task) <= max_params
+            return parameter_count(config_of(arch), task) <= max_params
 
         constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
     space = SearchSpace.from_dict(dimensions, constraints, name=name)

@@ -229,7 +229,7 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
     def on_evaluation(e: Evaluation) -> None:
         # A run that could not be created (StoreUnavailable) stops the search before the candidate is recorded:
         # a resume trains it again, as when the store is found gone before the candidate starts.
-        record = CandidateRecord.from_evaluation(e, run_ids.pop(e.index).result())
+        record = CandidateRecord.from_evaluation(e, tracker.result(run_ids.pop(e.index)))
         run_dir.append(record)  # first: on disk whatever happens to MLflow
         seen(e)
         try:

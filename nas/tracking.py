@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +44,12 @@ VAL_PREFIX, TEST_PREFIX = "val_", "test_"
 ROLE_TAG = "nas.role"  # a child run that is no candidate: "supernet" (evaluation=weight_sharing)
 RETRY_SECONDS = 120.0  # how long a store may be locked or unreachable before the search stops (tracking.retry_seconds)
 MAX_WAIT = 10.0  # longest pause between two tries
+# The writer thread's MLflow calls are Python (SQLAlchemy, protobuf) and hold the GIL. Started at once, a candidate's
+# writes land on the next candidate's model construction and trainer set-up, also Python, which then took twice as
+# long (measured: 13 against 6 ms for model build, 5.5 against 2.3 for set-up); a write that starts WRITE_DELAY later
+# overlaps that candidate's training instead, whose torch kernels run without the GIL. Whoever needs a write done
+# (a run id, a flush) cuts the delay short.
+WRITE_DELAY = 0.03
 
 
 class StoreUnavailable(SearchStopped):
@@ -276,6 +283,13 @@ def log_dataset_inputs(uri: str, run_id: str, data: Mapping[str, tuple[str, int 
     open_store(uri).log_inputs(run_id, datasets=dataset_inputs(data))
 
 
+def _after(start: float, hurry: threading.Event, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)``, not before the monotonic time ``start`` unless ``hurry`` is set (a write queued behind others has
+    waited long enough by the time it runs)."""
+    hurry.wait(max(0.0, start - time.monotonic()))
+    return fn(*args)
+
+
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -342,18 +356,30 @@ class Tracker:
         self.parent_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nas-mlflow")  # one thread keeps writes in order
         self._pending: list[Future] = []
+        self._hurry: dict[Future, threading.Event] = {}
 
     def _in_background(self, fn: Callable, *args: Any) -> Future:
         self._raise_failures(wait=False)  # a store that stopped working fails the search at the next candidate
-        future = self._writer.submit(fn, *args)
+        hurry = threading.Event()
+        future = self._writer.submit(_after, time.monotonic() + WRITE_DELAY, hurry, fn, *args)
         self._pending.append(future)
+        self._hurry[future] = hurry
         return future
+
+    def result(self, future: Future) -> Any:
+        """What a background write returned (a candidate's run id), waiting for it and the writes queued before it."""
+        for hurry in list(self._hurry.values()):
+            hurry.set()
+        return future.result()
 
     def _raise_failures(self, wait: bool) -> None:
         if wait:  # every job first: a run still being created must exist before anyone looks for unfinished runs
+            for hurry in list(self._hurry.values()):
+                hurry.set()
             futures_wait(self._pending)
         for future in [f for f in self._pending if wait or f.done()]:
             self._pending.remove(future)
+            self._hurry.pop(future, None)
             future.result()  # re-raises the logging error
 
     @property

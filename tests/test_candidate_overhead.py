@@ -18,6 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from nas.records import CandidateRecord
 from nas.search import Evaluation
+from nas import tracking
 from nas.tracking import Tracker
 
 
@@ -69,6 +70,26 @@ def test_flush_waits_for_a_run_still_being_created(tmp_path, sqlite_uri):
     tracker.mark_killed(run.result())
     tracker.end_search("KILLED")
     assert MlflowClient(sqlite_uri).get_run(run.result()).info.status == "KILLED"
+
+
+def test_background_writes_wait_out_the_next_candidates_set_up_unless_someone_needs_them(sqlite_uri, monkeypatch):
+    """Writes start WRITE_DELAY after they are queued (then the next candidate is training, not building its model in
+    Python beside them), but a run id asked for, or a flush, does not wait for the delay."""
+    monkeypatch.setattr(tracking, "WRITE_DELAY", 30.0)  # far longer than anything below may take
+    tracker = Tracker(sqlite_uri, "nas")
+    tracker.start_search("search", {}, {})
+    first = tracker.start_candidate(0, "a", {"x": 1}, 0, 0, 0)
+    time.sleep(0.3)
+    assert not first.done()  # held back
+    start = time.perf_counter()
+    run_id = tracker.result(first)
+    second = tracker.start_candidate(1, "b", {"x": 2}, 0, 0, 0)
+    tracker.log_metrics({"best_reward": 0.5}, step=1)
+    tracker.flush()
+    assert time.perf_counter() - start < 10.0
+    assert second.done() and sorted(tracker.unfinished_candidates()) == sorted([run_id, second.result()])
+    tracker.end_search()
+    assert [m.value for m in MlflowClient(sqlite_uri).get_metric_history(tracker.parent_id, "best_reward")] == [0.5]
 
 
 # -- training batches made once per search, evaluation metrics on tensors ------------------------------------------
