@@ -127,16 +127,22 @@ def worker_context() -> multiprocessing.context.BaseContext:
 _WORKER_OBJECTIVE: Callable | None = None
 
 
-def _init_worker(objective: Callable, threads: int, memory_limit_mb: int | None = None) -> None:
+def _init_worker(objective: Callable, threads: int, memory_limit_mb: int | None = None, device: str = "cpu") -> None:
     global _WORKER_OBJECTIVE
     import torch
+
+    from nas.train import resolve_device
 
     # Ctrl-C in a terminal reaches the whole process group: the search decides what happens to its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _WORKER_OBJECTIVE = objective
     if memory_limit_mb is not None:
-        _limit_memory(memory_limit_mb)
+        trains_on = resolve_device(device)
+        if trains_on.type == "cuda":
+            _limit_gpu_memory(memory_limit_mb, trains_on)
+        else:
+            _limit_memory(memory_limit_mb)
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -150,6 +156,16 @@ def _limit_memory(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
+def _limit_gpu_memory(megabytes: int, device) -> None:
+    """Cap what this process's CUDA allocator may hold on ``device`` at ``megabytes`` (CUDA cannot run under an
+    address-space limit): workers sharing one GPU cannot starve each other, and a candidate over its share raises
+    torch.OutOfMemoryError, recorded as its failure."""
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, megabytes * 2**20 / total), device)
+
+
 def _evaluate_in_worker(architecture: Architecture, state: Any) -> tuple[Any, float]:
     return _timed(_WORKER_OBJECTIVE, architecture, state)
 
@@ -157,17 +173,18 @@ def _evaluate_in_worker(architecture: Architecture, state: Any) -> tuple[Any, fl
 class ProcessPoolEvaluator:
     """A local pool of ``workers`` processes, each holding its own copy of the objective (sent once)."""
 
-    def __init__(self, objective: Callable, workers: int, threads: int, memory_limit_mb: int | None = None):
+    def __init__(self, objective: Callable, workers: int, threads: int, memory_limit_mb: int | None = None, device: str = "cpu"):
         self.objective = objective
         self.workers = workers
         self.threads = threads
         self.memory_limit_mb = memory_limit_mb
+        self.device = device  # trainer.device: a memory limit caps GPU memory when the candidates train on CUDA
         self._pool: ProcessPoolExecutor | None = None
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(),
-                                             initializer=_init_worker, initargs=(self.objective, self.threads, self.memory_limit_mb))
+                                             initializer=_init_worker, initargs=(self.objective, self.threads, self.memory_limit_mb, self.device))
         return self._pool
 
     def map(self, objective, architectures, started=None, state=None):
@@ -243,11 +260,12 @@ class RayEvaluator:
             self.ray.shutdown()
 
 
-def make_evaluator(config: ParallelConfig, objective: Callable, threads: int | None) -> Evaluator:
-    """The evaluator ``parallel`` asks for (``threads``: trainer.threads, None = cores shared out)."""
+def make_evaluator(config: ParallelConfig, objective: Callable, threads: int | None, device: str = "cpu") -> Evaluator:
+    """The evaluator ``parallel`` asks for (``threads``: trainer.threads, None = cores shared out; ``device``:
+    trainer.device, which decides what ``parallel.memory_limit_mb`` caps)."""
     config.validate()
     if config.backend == "ray":
         return RayEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.ray_address)
     if config.workers == 1 and config.memory_limit_mb is None:
         return InlineEvaluator()
-    return ProcessPoolEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.memory_limit_mb)
+    return ProcessPoolEvaluator(objective, config.workers, worker_threads(config.workers, threads), config.memory_limit_mb, device)

@@ -257,7 +257,7 @@ def run_parts(parts: SearchParts, hydra_dir: Path | None = None, sweep: SweepJob
 
     status = "FAILED"
     result = None
-    evaluator = make_evaluator(config.parallel, objective, config.trainer.num_threads)
+    evaluator = make_evaluator(config.parallel, objective, config.trainer.num_threads, config.trainer.device)
     closing = DeferredSignals()
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not through it

@@ -82,7 +82,8 @@ class ParallelConfig:
     ray_address: Optional[str] = None  # ray: None starts Ray on this machine, listening on 127.0.0.1 only; "auto" or "ray://host:10001" joins a cluster
     # process: memory (MB) a candidate may take in its worker beyond what the worker holds at start; a candidate that
     # needs more fails with OutOfMemoryError and the search goes on. Candidates then train in worker processes even with
-    # workers=1, so the search's own process is never limited. None: no limit.
+    # workers=1, so the search's own process is never limited. With trainer.device on CUDA it caps each worker's GPU
+    # memory instead (workers sharing one GPU cannot starve each other). None: no limit.
     memory_limit_mb: Optional[int] = None
 
     def validate(self) -> None:

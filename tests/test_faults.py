@@ -75,6 +75,16 @@ def test_a_candidate_that_runs_out_of_memory_fails_and_the_search_goes_on(tmp_pa
     assert_failed_and_recorded(tmp_path, sqlite_uri, "OutOfMemoryError", "memory")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_memory_limit_caps_each_workers_gpu_memory_and_an_oversized_candidate_fails_alone(tmp_path, sqlite_uri):
+    # Two workers share the GPU, 200 MB each: the 20M-unit feed-forward layer (gigabytes) fails, the small one trains.
+    config = compose_config([*TINY, *ONE_CHOICE, "search_space.dimensions.intermediate_size=[64,20000000]", "search_space.max_params=null",
+                             "parallel.workers=2", "parallel.memory_limit_mb=200", "trainer.device=cuda", f"tracking.uri={sqlite_uri}"])
+    result = run_search(config, tmp_path)
+    assert result.best.architecture["intermediate_size"] == 64
+    assert_failed_and_recorded(tmp_path, sqlite_uri, "OutOfMemoryError", "memory")
+
+
 def test_a_failed_candidate_gives_ppo_the_penalty_reward():
     space = {"a": list(range(6)), "b": list(range(4))}
 
