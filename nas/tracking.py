@@ -355,31 +355,30 @@ class Tracker:
                 self.experiment_id = experiment.experiment_id
         self.parent_id: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nas-mlflow")  # one thread keeps writes in order
-        self._pending: list[Future] = []
-        self._hurry: dict[Future, threading.Event] = {}
+        self._pending: dict[Future, threading.Event] = {}  # queued writes, in order, each with the event that cuts its delay
 
     def _in_background(self, fn: Callable, *args: Any) -> Future:
         self._raise_failures(wait=False)  # a store that stopped working fails the search at the next candidate
         hurry = threading.Event()
         future = self._writer.submit(_after, time.monotonic() + WRITE_DELAY, hurry, fn, *args)
-        self._pending.append(future)
-        self._hurry[future] = hurry
+        self._pending[future] = hurry
         return future
+
+    def _hurry_all(self) -> None:
+        for hurry in list(self._pending.values()):
+            hurry.set()
 
     def result(self, future: Future) -> Any:
         """What a background write returned (a candidate's run id), waiting for it and the writes queued before it."""
-        for hurry in list(self._hurry.values()):
-            hurry.set()
+        self._hurry_all()
         return future.result()
 
     def _raise_failures(self, wait: bool) -> None:
         if wait:  # every job first: a run still being created must exist before anyone looks for unfinished runs
-            for hurry in list(self._hurry.values()):
-                hurry.set()
-            futures_wait(self._pending)
+            self._hurry_all()
+            futures_wait(list(self._pending))
         for future in [f for f in self._pending if wait or f.done()]:
-            self._pending.remove(future)
-            self._hurry.pop(future, None)
+            del self._pending[future]
             future.result()  # re-raises the logging error
 
     @property

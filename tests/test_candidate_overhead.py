@@ -16,9 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from nas import tracking
 from nas.records import CandidateRecord
 from nas.search import Evaluation
-from nas import tracking
 from nas.tracking import Tracker
 
 
