@@ -32,6 +32,10 @@ RECORDED = {
 }
 
 
+def proposals_digest(result) -> str:
+    return hashlib.sha256(json.dumps([tuple(e.architecture[k] for k in SPACE) for e in result.history]).encode()).hexdigest()[:16]
+
+
 @pytest.fixture
 def two_torch_threads():
     """PPO's sums, hence its proposals, depend on torch's thread count: recorded with 2 (torch's default on 2 cores)."""
@@ -47,7 +51,7 @@ def test_a_strategy_proposes_what_it_proposed_when_recorded(name, two_torch_thre
     result = nas.search(SPACE, quadratic, strategy=strategy, budget=40, seed=7, **settings)
     proposals = [tuple(e.architecture[k] for k in SPACE) for e in result.history]
     assert proposals[:3] == first
-    assert hashlib.sha256(json.dumps(proposals).encode()).hexdigest()[:16] in (digest if isinstance(digest, tuple) else (digest,))
+    assert proposals_digest(result) in (digest if isinstance(digest, tuple) else (digest,))
 
 
 # torch, MKL and oneDNN pick their kernels by the processor; these make an AVX-512 machine run the AVX2 ones.
@@ -56,15 +60,14 @@ AVX2_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"
 
 def test_ppo_proposes_the_recorded_architectures_with_avx2_kernels_too():
     """The other kind of machine CI may run on (an AVX2 processor), emulated: PPO's digest is the recorded one."""
-    code = ("import hashlib, json, torch, nas; from tests.test_strategies import SPACE, quadratic; torch.set_num_threads(2); "
-            "r = nas.search(SPACE, quadratic, strategy='ppo', budget=40, seed=7); "
-            "print(torch.backends.cpu.get_cpu_capability(), hashlib.sha256(json.dumps([tuple(e.architecture[k] for k in SPACE) "
-            "for e in r.history]).encode()).hexdigest()[:16])")
+    code = ("import torch, nas; from tests.test_recorded_history import SPACE, quadratic, proposals_digest; torch.set_num_threads(2); "
+            "print(torch.backends.cpu.get_cpu_capability(), proposals_digest(nas.search(SPACE, quadratic, strategy='ppo', budget=40, seed=7)))")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, **AVX2_KERNELS}, capture_output=True, text=True,
                          timeout=300, check=True).stdout.split()
     digest = RECORDED["ppo"][2]
     assert out[0] in ("AVX2", "DEFAULT") and out[1] in (digest if isinstance(digest, tuple) else (digest,))
+
 
 def test_a_ppo_checkpoint_restores_its_networks_optimizer_and_random_generators():
     from nas.strategies import PPOConfig, PPOStrategy
