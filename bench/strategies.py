@@ -57,7 +57,9 @@ class UniformPolicyPPO(PPOStrategy):
     def _distribution(self, obs, mask):
         import torch
 
-        return torch.distributions.Categorical(logits=torch.zeros(mask.shape).masked_fill(~mask, -1e9))
+        from nas.ppo import MaskedCategorical
+
+        return MaskedCategorical(torch.zeros(mask.shape), mask)
 
 
 _landscapes: dict[str, Landscape] = {}

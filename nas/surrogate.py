@@ -53,7 +53,7 @@ class _BatchedMLP(nn.Module):
 class ValueEnsemble:
     """M(architecture) ~ mean of the members, uncertainty = their standard deviation (both in metric units)."""
 
-    def __init__(self, space: SearchSpace, members: int = 8, hidden: int = 64, steps: int = 80, learning_rate: float = 0.02,
+    def __init__(self, space: SearchSpace, members: int = 8, hidden: int = 64, steps: int = 60, learning_rate: float = 0.02,
                  weight_decay: float = 1e-3):
         self.features = ArchitectureFeatures(space)
         self.members, self.hidden, self.steps = members, hidden, steps

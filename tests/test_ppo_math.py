@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nas.ppo import clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
+from nas.ppo import MaskedCategorical, clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
 
 # One episode of 3 steps then a 1-step episode: r, V(s), done.
 REWARDS = torch.tensor([1.0, 0.0, 2.0, 0.5])
@@ -69,3 +69,32 @@ def test_value_loss_explained_variance_and_normalize():
     assert math.isnan(explained_variance(target, torch.ones(3)))
     n = normalize(torch.tensor([1.0, 2.0, 3.0]))
     assert n.mean().item() == pytest.approx(0.0, abs=1e-6) and n.std().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_masked_categorical_matches_torch_categorical():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 7, generator=generator) * 3
+    mask = torch.rand(50, 7, generator=generator) > 0.4
+    mask[:, -1] = True  # every row keeps an action
+    actions = torch.multinomial(mask.float(), 1, generator=generator).squeeze(1)
+    ours = MaskedCategorical(logits, mask)
+    reference = torch.distributions.Categorical(logits=logits.masked_fill(~mask, -1e9))
+    torch.testing.assert_close(ours.probs, reference.probs)
+    torch.testing.assert_close(ours.log_prob(actions), reference.log_prob(actions))
+    torch.testing.assert_close(ours.entropy(), reference.entropy())
+    assert (ours.probs[~mask] == 0).all()  # a masked action is never sampled
+    torch.testing.assert_close(ours.probs.sum(-1), torch.ones(50))
+
+
+def test_masked_categorical_gradient_matches_torch_categorical():
+    logits = torch.randn(8, 5, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(8, 5, dtype=torch.bool)
+    mask[::2, 0] = False
+    actions = torch.tensor([1, 2, 3, 4, 1, 2, 3, 4])
+    grads = []
+    for make in (lambda x: MaskedCategorical(x, mask), lambda x: torch.distributions.Categorical(logits=x.masked_fill(~mask, -1e9))):
+        x = logits.clone().requires_grad_()
+        dist = make(x)
+        (dist.log_prob(actions).sum() + 0.1 * dist.entropy().sum()).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])

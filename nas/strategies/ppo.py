@@ -16,7 +16,7 @@ step. Then:
    R^2 < ``model_min_r2``, -1 by default: on NAS-Bench-Graph an ensemble with R^2 below 0 still ranks
    well enough to help), ``model_iterations`` more PPO updates on ``model_episodes`` simulated
    episodes each, rewarded by the ensemble's optimistic estimate (mean + ``exploration`` x std) of
-   the architecture they end at. The policy learns from thousands of transitions per round instead
+   the architecture they end at. The policy learns from about a thousand transitions per round instead
    of a few dozen real ones.
 
 Rewards are the metric standardised over the evaluations so far (so real and simulated episodes
@@ -43,7 +43,7 @@ import torch
 
 from nas.controller import CONTROLLER_FORMAT, ControllerError, controller_mismatch, load_controller, write_controller
 from nas.env import ControllerEnv, State, make_env
-from nas.ppo import PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
+from nas.ppo import MaskedCategorical, PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
 from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
@@ -133,7 +133,7 @@ class PPOStrategy:
             self._warm_start(load_controller(config.init_from), config.init_from)
         self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5, fused=True)
         self.rng = np.random.default_rng(seed)  # restarts: random unseen architectures
-        self.model = ValueEnsemble(space, members=config.ensemble_members)
+        self.model = ValueEnsemble(space, members=config.ensemble_members, steps=config.ensemble_steps)
         self.model_ready = False  # the ensemble passed the accuracy gate at the last fit
 
         self.initial: Encoding = valid_initial(space, initial) if initial is not None else space.default_encoding()
@@ -238,7 +238,7 @@ class PPOStrategy:
                 self._finish_round()  # at once: the round's statistics and controller are ready with its last value
 
     # -- episodes -------------------------------------------------------------------------------
-    def _distribution(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.distributions.Categorical:
+    def _distribution(self, obs: torch.Tensor, mask: torch.Tensor) -> MaskedCategorical:
         return self.policy.distribution(obs, mask)
 
     def _rollout(self, starts: list[State], excluded) -> list[Episode]:
@@ -415,7 +415,7 @@ class PPOStrategy:
 
                 self.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)  # one kernel for all tensors, as on GPU
                 self.optimizer.step()
 
                 for k, v in zip(MINIBATCH_STATS, (pg.loss, v_loss, entropy, pg.approx_kl, pg.clipfrac), strict=True):
