@@ -199,6 +199,7 @@ CASES = [
     ("nan ppo learning rate", ["ppo.learning_rate=nan"], r"ppo\.learning_rate must be a number >= 0, got nan"),
     ("negative exploration", ["ppo.exploration=-1"], r"ppo\.exploration must be a number >= 0, got -1"),
     ("one-member ensemble", ["ppo.ensemble_members=1"], r"ppo\.ensemble_members must be >= 2, got 1"),
+    ("ensemble fit without steps", ["ppo.ensemble_steps=0"], r"ppo\.ensemble_steps must be >= 1, got 0"),
     ("nan trainer learning rate", ["trainer.learning_rate=nan"], r"trainer\.learning_rate must be a positive number, got nan"),
     ("zero max_steps", ["trainer.max_steps=0"], r"trainer\.max_steps must be >= 1, got 0"),
     ("zero budget", ["budget=0"], r"budget must be >= 1.*got 0"),

@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from nas.config import CONF_DIR
-from nas.models import build_config, build_model, make_space, parameter_count
+from nas.models import FAMILIES, _FieldView, build_config, build_model, config_fields, get_family, make_space, parameter_count
 from nas.space import SpaceError
 
 SPACES = sorted((Path(CONF_DIR) / "search_space").glob("*.yaml"))
@@ -55,6 +55,31 @@ def test_every_choice_builds_a_model_with_the_predicted_parameter_count(path):
             assert model.num_parameters() == parameter_count(cfg, task), (task, arch)
             built += 1
         assert built >= sum(space.sizes) // 2
+
+
+ON_FIELDS = [p for p in SPACES if FAMILIES.get(load(p)["family"]) and FAMILIES[load(p)["family"]].checks_on_fields]
+
+
+@pytest.mark.parametrize("path", ON_FIELDS, ids=[p.stem for p in ON_FIELDS])
+def test_a_family_checked_on_its_fields_gets_the_answers_of_its_built_configs(path):
+    """checks_on_fields: the space's constraints and parameter count read unbuilt fields; for every architecture of the
+    shipped space (and the task's fields) they must say exactly what they say of the built config."""
+    import itertools
+
+    spec = load(path)
+    family_name, fields = spec["family"], FIELDS.get(spec["family"], TASK_FIELDS)
+    names = list(spec["dimensions"])
+    for task in TASKS[family_name]:
+        family = get_family(family_name, task)
+        checked = 0
+        for combo in itertools.product(*spec["dimensions"].values()):
+            arch = dict(zip(names, combo, strict=True))
+            view, cfg = _FieldView(family_name, config_fields(family_name, arch, fields)), build_config(family_name, arch, fields)
+            assert [check(view) for _, check in family.constraints] == [check(cfg) for _, check in family.constraints], arch
+            if all(check(cfg) for _, check in family.constraints):
+                assert family.parameter_count(view, task) == parameter_count(cfg, task), (task, arch)
+            checked += 1
+        assert checked >= 100
 
 
 def test_a_built_model_runs_forward_and_backward():
