@@ -1,5 +1,6 @@
 """Config building for every choice of every shipped search space, and parameter counts that match real models."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,6 @@ ON_FIELDS = [p for p in SPACES if FAMILIES.get(load(p)["family"]) and FAMILIES[l
 def test_a_family_checked_on_its_fields_gets_the_answers_of_its_built_configs(path):
     """checks_on_fields: the space's constraints and parameter count read unbuilt fields; for every architecture of the
     shipped space (and the task's fields) they must say exactly what they say of the built config."""
-    import itertools
-
     spec = load(path)
     family_name, fields = spec["family"], FIELDS.get(spec["family"], TASK_FIELDS)
     names = list(spec["dimensions"])

@@ -43,7 +43,8 @@ import torch
 
 from nas.controller import CONTROLLER_FORMAT, ControllerError, controller_mismatch, load_controller, write_controller
 from nas.env import ControllerEnv, State, make_env
-from nas.ppo import MaskedCategorical, PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize, value_loss
+from nas.ppo import (MaskedCategorical, PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize,
+                     value_loss)
 from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
