@@ -285,8 +285,8 @@ class PPOConfig:
     failure_reward: Optional[float] = None  # the metric a failed candidate counts as; None: worst seen minus 10% of the range
     startup_candidates: int = 10  # the initial architecture, then random unseen ones, before the first round
     start_pool: int = 4  # modify env: episodes start from one of the best start_pool architectures evaluated so far
-    # PPO updates on simulated episodes after each round (0: model-free PPO). 5 finds as well as 10 and 3 worse on the
-    # tuned landscapes (bench/reports); each update costs the controller about 4 ms.
+    # PPO updates on simulated episodes after each round (0: model-free PPO). On the tuned landscapes 5 find as well as
+    # 10 in half the time, 3 do worse (bench/reports/strategies-experiments-8.md).
     model_iterations: int = 5
     model_episodes: int = 64  # simulated episodes per model-based update
     model_min_r2: float = -1.0  # the ensemble's out-of-bag R^2 needed before the policy trains on it (-1: only a grossly wrong model is ignored)
