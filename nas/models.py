@@ -399,13 +399,15 @@ def make_space(
     def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:
         return lambda arch: check(config_of(arch))
 
+    def fields_of(arch: Architecture) -> _FieldView:
+        return _FieldView(model_type, config_fields(model_type, arch, fixed))
+
     generic = model_type not in FAMILIES
     # Some configs (Llama) refuse heads that do not divide the width when built: a generic family's fields are checked
     # unbuilt; so are those of a family whose checks read only fields kept as given (the faster way).
-    on_fields = generic or family.checks_on_fields
-    if on_fields:
+    if generic or family.checks_on_fields:
         def on_config(check: Callable[[PretrainedConfig], bool]) -> Callable[[Architecture], bool]:  # noqa: F811
-            return lambda arch: check(_FieldView(model_type, config_fields(model_type, arch, fixed)))
+            return lambda arch: check(fields_of(arch))
 
     constraints = [Constraint(label, on_config(check)) for label, check in family.constraints]
     buildable = tuple(constraints)
@@ -413,8 +415,7 @@ def make_space(
         def within_budget(arch: Architecture) -> bool:
             if generic and not all(c.check(arch) for c in buildable):
                 return True  # it cannot be built, let alone counted: the constraint it breaks says so
-            count = family.parameter_count(_FieldView(model_type, config_fields(model_type, arch, fixed)), task) \
-                if family.checks_on_fields else None
+            count = family.parameter_count(fields_of(arch), task) if family.checks_on_fields else None
             return (parameter_count(config_of(arch), task) if count is None else count) <= max_params
 
         constraints.append(Constraint(f"at most {max_params:,} parameters", within_budget))
