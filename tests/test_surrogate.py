@@ -1,62 +1,72 @@
-"""The value ensemble's hand-written gradients and optimizer against PyTorch's autograd and Adam."""
+"""The value ensemble's hand-written gradients against autograd: the same floats, so the same searches."""
 
 import numpy as np
 import torch
 
 from nas.space import SearchSpace
-from nas.surrogate import Adam, BatchedMLP, ValueEnsemble
+from nas.surrogate import ValueEnsemble, _BatchedMLP
+
+SPACE = SearchSpace.from_dict({"a": [1, 2, 3, 4], "b": [0.0, 0.1, 0.2], "c": ["x", "y"], "d": [16, 32, 64]})
 
 
-def _torch_output(model: BatchedMLP, x: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The same MLPs in torch, on copies of the parameters that autograd can differentiate."""
-    params = [torch.tensor(p, requires_grad=True) for p in model.views(model.flat)]
-    w1, b1, w2, b2 = params
-    hidden = torch.relu(torch.from_numpy(x).unsqueeze(0) @ w1 + b1)
-    return (hidden @ w2 + b2).squeeze(-1), params
+def _problem(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    encodings = [tuple(int(rng.integers(k)) for k in SPACE.sizes) for _ in range(n)]
+    values = rng.normal(size=n).tolist()
+    return encodings, values
 
 
-def test_the_hand_written_backward_pass_is_autograds():
+def _fit_by_autograd(ensemble: ValueEnsemble, encodings, values, seed: int) -> _BatchedMLP:
+    """The fit as autograd would run it: the loss, backward(), Adam."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(ensemble.features(encodings))
+    y = torch.tensor(values, dtype=torch.float32)
+    target = (y - float(y.mean())) / (float(y.std(unbiased=False)) or 1.0)
+    weights = torch.poisson(torch.ones(ensemble.members, len(y)), generator=generator)
+    model = _BatchedMLP(ensemble.members, x.shape[1], ensemble.hidden, generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=ensemble.learning_rate, weight_decay=ensemble.weight_decay, fused=True)
+    for _ in range(ensemble.steps):
+        loss = (weights * (model(x) - target) ** 2).sum() / weights.sum().clamp(min=1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+def test_the_hand_written_gradients_are_autograds_to_the_last_bit():
+    model = _BatchedMLP(members=3, in_size=7, hidden=5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # nonzero biases, so every term of the gradient is exercised
+        model.b1.normal_(generator=torch.Generator().manual_seed(1))
+        model.b2.normal_(generator=torch.Generator().manual_seed(2))
     rng = np.random.default_rng(0)
-    model = BatchedMLP(members=3, in_size=7, hidden=5, generator=torch.Generator().manual_seed(0))
-    model.b1[...] = rng.normal(size=model.b1.shape)  # nonzero biases, so every term of the gradient is exercised
-    model.b2[...] = rng.normal(size=model.b2.shape)
-    x = rng.normal(size=(11, 7)).astype(np.float32)
-    weights = rng.poisson(1.0, size=(3, 11)).astype(np.float32)
-    target = rng.normal(size=11).astype(np.float32)
+    x = torch.from_numpy(rng.normal(size=(11, 7)).astype(np.float32))
+    weights = torch.from_numpy(rng.poisson(1.0, size=(3, 11)).astype(np.float32))
+    target = torch.from_numpy(rng.normal(size=11).astype(np.float32))
 
-    out, params = _torch_output(model, x)
-    np.testing.assert_allclose(model(x), out.detach().numpy(), rtol=1e-5, atol=1e-6)
-    loss = (torch.from_numpy(weights) * (out - torch.from_numpy(target)) ** 2).sum() / weights.sum()
+    loss = (weights * (model(x) - target) ** 2).sum() / weights.sum()
     loss.backward()
-
-    grad = np.zeros_like(model.flat)
-    mine, z = model.forward(x)
-    model.backward(x, z, 2 * weights * (mine - target) / weights.sum(), grad)
-    for got, p in zip(model.views(grad), params, strict=True):
-        np.testing.assert_allclose(got, p.grad.numpy(), rtol=1e-4, atol=1e-6)
+    mine = model.gradients(x, target, (torch.ones(()) / weights.sum()) * weights)
+    for got, param in zip(mine, model.parameters(), strict=True):
+        assert got.shape == param.shape and torch.equal(got, param.grad)
 
 
-def test_adam_takes_torchs_steps():
-    rng = np.random.default_rng(1)
-    start = rng.normal(size=50).astype(np.float32)
-    grads = rng.normal(size=(20, 50)).astype(np.float32)
-    mine = start.copy()
-    adam = Adam(mine, lr=0.02, weight_decay=1e-3)
-    theirs = torch.tensor(start, requires_grad=True)
-    reference = torch.optim.Adam([theirs], lr=0.02, weight_decay=1e-3)
-    for g in grads:
-        adam.step(g)
-        theirs.grad = torch.from_numpy(g)
-        reference.step()
-        np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(mine, start)  # it moved: the comparison above is not of two untouched copies
+def test_a_fit_is_autograds_fit_to_the_last_bit():
+    # Over whole fits, with as few points as a search's first fit and as many as a long one's.
+    for n in (4, 40, 120):
+        encodings, values = _problem(n, seed=n)
+        ensemble = ValueEnsemble(SPACE, steps=20)
+        ensemble.fit(encodings, values, seed=n)
+        reference = _fit_by_autograd(ensemble, encodings, values, seed=n)
+        for mine, theirs in zip(ensemble.model.parameters(), reference.parameters(), strict=True):
+            assert torch.equal(mine, theirs), n
+        assert not torch.equal(reference.w1, _BatchedMLP(ensemble.members, reference.w1.shape[1], ensemble.hidden,
+                                                          torch.Generator().manual_seed(n)).w1)  # the fit moved the weights
 
 
 def test_a_fit_is_reproducible_and_learns_the_training_points():
-    space = SearchSpace.from_dict({"a": [1, 2, 3, 4], "b": [0.0, 0.1, 0.2], "c": ["x", "y"]})
-    encodings = list(space.all_encodings())
-    values = [float(a + 2 * b - (c == 1)) for a, b, c in encodings]
-    first, second = ValueEnsemble(space), ValueEnsemble(space)
+    encodings = list(SPACE.all_encodings())
+    values = [float(a + 2 * b - (c == 1) + d / 4) for a, b, c, d in encodings]
+    first, second = ValueEnsemble(SPACE), ValueEnsemble(SPACE)
     assert first.fit(encodings, values, seed=3) == second.fit(encodings, values, seed=3)
     mean, std = first.predict(encodings)
     np.testing.assert_array_equal(mean, second.predict(encodings)[0])
