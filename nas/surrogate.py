@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nas.space import Encoding, SearchSpace
+from nas.tiny_ops import adam_step, make_adam
 
 
 class ArchitectureFeatures:
@@ -90,13 +91,13 @@ class ValueEnsemble:
         weights = torch.poisson(torch.ones(self.members, len(y)), generator=generator)  # bootstrap resamples
         self.model = _BatchedMLP(self.members, x.shape[1], self.hidden, generator)
         params = list(self.model.parameters())
-        optimizer = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay, fused=True)
+        optimizer = make_adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
         # The loss: sum(weights * (prediction - target)^2) / sum(weights); autograd's first step is d loss / d sum.
         loss_weights = (torch.ones(()) / weights.sum().clamp(min=1.0)) * weights
         for _ in range(self.steps):
             for param, grad in zip(params, self.model.gradients(x, target, loss_weights), strict=True):
                 param.grad = grad
-            optimizer.step()
+            adam_step(optimizer)
         with torch.no_grad():
             predictions = self.model(x)
         oob = weights == 0

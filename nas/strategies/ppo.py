@@ -43,12 +43,13 @@ import torch
 
 from nas.controller import CONTROLLER_FORMAT, ControllerError, controller_mismatch, load_controller, write_controller
 from nas.env import ControllerEnv, State, make_env
-from nas.ppo import (MaskedCategorical, PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae, next_values, normalize,
-                     value_loss)
+from nas.ppo import (MaskedCategorical, PolicyNetwork, ValueNetwork, clipped_policy_loss, explained_variance, gae,
+                     next_values, normalize, value_loss)
 from nas.settings import PPOConfig
 from nas.space import Architecture, Encoding, SearchSpace
 from nas.strategies.base import Proposal, sample_valid, valid_initial
 from nas.surrogate import ValueEnsemble
+from nas.tiny_ops import adam_step, clip_grad_norm_, make_adam
 
 __all__ = ["ControllerError", "PPOStrategy", "load_controller"]  # the controller file's API, re-exported where it was
 
@@ -132,7 +133,7 @@ class PPOStrategy:
             self.value = ValueNetwork(self.env.observation_size, config.hidden_size)
         if config.init_from:
             self._warm_start(load_controller(config.init_from), config.init_from)
-        self.optimizer = torch.optim.Adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5, fused=True)
+        self.optimizer = make_adam([*self.policy.parameters(), *self.value.parameters()], lr=config.learning_rate, eps=1e-5)
         self.rng = np.random.default_rng(seed)  # restarts: random unseen architectures
         self.model = ValueEnsemble(space, members=config.ensemble_members, steps=config.ensemble_steps)
         self.model_ready = False  # the ensemble passed the accuracy gate at the last fit
@@ -248,13 +249,16 @@ class PPOStrategy:
         episodes = [Episode() for _ in starts]
         states = list(starts)
         live = list(range(len(starts)))
+        seen: dict[State, tuple[np.ndarray, np.ndarray]] = {}  # state -> (mask, observation): many episodes share a start
         while live:
-            masks = {i: env.action_mask(states[i], excluded) for i in live}
-            live = [i for i in live if masks[i].any()]  # the rest are dead ends: no proposal
+            for i in live:
+                if states[i] not in seen:
+                    seen[states[i]] = (env.action_mask(states[i], excluded), env.observation(states[i]))
+            live = [i for i in live if seen[states[i]][0].any()]  # the rest are dead ends: no proposal
             if not live:
                 break
-            obs = np.stack([env.observation(states[i]) for i in live])
-            mask = np.stack([masks[i] for i in live])
+            obs = np.stack([seen[states[i]][1] for i in live])
+            mask = np.stack([seen[states[i]][0] for i in live])
             with torch.no_grad():
                 obs_t = torch.from_numpy(obs)
                 dist = self._distribution(obs_t, torch.from_numpy(mask))
@@ -416,8 +420,8 @@ class PPOStrategy:
 
                 self.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm, foreach=True)  # one kernel for all tensors, as on GPU
-                self.optimizer.step()
+                clip_grad_norm_([p.grad for p in params], c.max_grad_norm)
+                adam_step(self.optimizer)
 
                 for k, v in zip(MINIBATCH_STATS, (pg.loss, v_loss, entropy, pg.approx_kl, pg.clipfrac), strict=True):
                     per_minibatch[k].append(float(v.detach()))
