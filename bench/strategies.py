@@ -12,7 +12,7 @@ quartiles, a two-sided Mann-Whitney U test of PPO against TPE, the issue's bars,
 - ``ppo-uniform``: the same search with the policy replaced by uniform sampling of modifications;
 - ``ppo-model-free``: the shipped PPO without the model-based updates (model_iterations=0).
 
-    python bench/strategies.py                      # 8 landscapes: 100 seeds, 30 for the ablations (~33 min on 2 cores)
+    python bench/strategies.py                      # 8 landscapes: 100 seeds, 30 for the ablations (~26 min on 2 cores)
     python bench/strategies.py --landscapes bert-accuracy --seeds 20 --variants tpe ppo
 Needs the bench extra (``pip install -e '.[bench]'``: Optuna for TPE, nas-bench-graph for its tables).
 Writes outputs/bench/strategies/report.md and results.json.
