@@ -288,6 +288,7 @@ class PPOConfig:
     # PPO updates on simulated episodes after each round (0: model-free PPO). On the tuned landscapes 5 find as well as
     # 10 in half the time, 3 do worse (bench/reports/strategies-experiments-8.md).
     model_iterations: int = 5
+    model_first: bool = True  # also fit the ensemble and run the model-based updates once the start-up candidates are in
     model_episodes: int = 64  # simulated episodes per model-based update
     model_min_r2: float = -1.0  # the ensemble's out-of-bag R^2 needed before the policy trains on it (-1: only a grossly wrong model is ignored)
     model_min_points: int = 8  # successful evaluations needed before the ensemble is trusted at all

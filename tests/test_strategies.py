@@ -221,6 +221,27 @@ def test_a_frozen_policy_never_learns():
     assert strategy.iteration_stats and all(torch.equal(a, b) for a, b in zip(before, strategy.policy.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("model_first", [True, False])
+def test_the_first_round_comes_from_a_policy_trained_on_the_model_of_the_startup_candidates(model_first):
+    # ppo.model_first: once the start-up candidates' values are in, the ensemble is fitted and the model-based updates
+    # run before the first round is sampled; without it the first round comes from the untrained policy.
+    import torch
+
+    space = SearchSpace.from_dict(SPACE)
+    strategy = make_strategy("ppo", space, seed=4, ppo={"startup_candidates": 10, "model_first": model_first})
+    before = [p.clone() for p in strategy.policy.parameters()]
+    startup = []
+    while (p := strategy.ask()) is not None:
+        startup.append(p)
+    for p in startup[:-1]:
+        strategy.tell(p, quadratic(p.architecture))
+    assert all(torch.equal(a, b) for a, b in zip(before, strategy.policy.parameters(), strict=True))  # not before the last value
+    strategy.tell(startup[-1], quadratic(startup[-1].architecture))
+    changed = not all(torch.equal(a, b) for a, b in zip(before, strategy.policy.parameters(), strict=True))
+    assert changed == model_first and strategy.model_ready == model_first and strategy.iteration == 0
+    assert strategy.ask() is not None  # the first round
+
+
 def test_ppo_never_proposes_an_architecture_twice():
     # Every proposal is new: asks equal evaluations, with no cached repeats in between.
     space = SearchSpace.from_dict(SPACE)

@@ -19,6 +19,9 @@ step. Then:
    the architecture they end at. The policy learns from about a thousand transitions per round instead
    of a few dozen real ones.
 
+Steps 1 and 3 also run once, when the start-up candidates' values are in (``model_first``): the first round's
+episodes then come from a policy trained on the model of the start-up candidates, not from its initialisation.
+
 Rewards are the metric standardised over the evaluations so far (so real and simulated episodes
 share one scale); a failed candidate counts as the worst metric seen so far minus a tenth of the
 observed range (or ``failure_reward``, in the metric's units). ``modify`` episodes start from one of
@@ -144,6 +147,7 @@ class PPOStrategy:
         self.iteration = 0
         self.iteration_stats: list[dict] = []
         self._tried_initial = False
+        self._model_first_done = False
         self._round: list[Episode] | None = None  # this round's proposing episodes
         self._round_values: list[float | None] = []
         self._dead_ends = 0
@@ -238,6 +242,10 @@ class PPOStrategy:
             self._round_values[index] = value
             if not self._outstanding and not self._queue:
                 self._finish_round()  # at once: the round's statistics and controller are ready with its last value
+        elif (self.config.model_first and not self._model_first_done and not self._outstanding and not self._queue
+              and self.incumbent is not None and len(self.values) >= self.config.startup_candidates):
+            self._model_first_done = True
+            self._learn_from_model()  # the start-up candidates are in: the first round's policy has learnt from them
 
     # -- episodes -------------------------------------------------------------------------------
     def _distribution(self, obs: torch.Tensor, mask: torch.Tensor) -> MaskedCategorical:
@@ -329,18 +337,37 @@ class PPOStrategy:
         return candidates[int(np.argmax(self._acquisition(candidates)))] if self.model_ready else candidates[0]
 
     # -- learning: one iteration, once the round's last value is in ---------------------------------
-    def _finish_round(self) -> None:
-        c = self.config
+    def _reward_scale(self) -> tuple[float, float, float]:
+        """(failure value, center, scale): a failure counts as the worst metric so far minus a tenth of the range (or
+        ``failure_reward``); rewards are the metric standardised over every evaluation so far."""
         done = [v for v in self.values.values() if v is not None]
         low, high = min(done), max(done)
-        failure = c.failure_reward if c.failure_reward is not None else low - 0.1 * (high - low)
-        center, scale = float(np.mean(done)), float(np.std(done)) or 1.0  # one reward scale for real and simulated episodes
-        raw = [failure if v is None else v for v in self._round_values]
+        failure = self.config.failure_reward if self.config.failure_reward is not None else low - 0.1 * (high - low)
+        return failure, float(np.mean(done)), float(np.std(done)) or 1.0  # one reward scale for real and simulated episodes
 
-        # 1. The value ensemble: M(architecture) from every evaluation so far (failures at the failure value).
+    def _fit_model(self, failure: float) -> float:
+        """The value ensemble refitted to every evaluation so far (failures at the failure value); its out-of-bag R^2."""
+        c = self.config
         told = list(self.values.items())
         r2 = self.model.fit([e for e, _ in told], [failure if v is None else v for _, v in told], seed=self.seed * 100_003 + self.iteration)
-        self.model_ready = len(done) >= c.model_min_points and math.isfinite(r2) and r2 >= c.model_min_r2
+        successes = sum(v is not None for _, v in told)
+        self.model_ready = successes >= c.model_min_points and math.isfinite(r2) and r2 >= c.model_min_r2
+        return r2
+
+    def _learn_from_model(self) -> None:
+        """Before the first round (``model_first``): the ensemble fitted to the start-up candidates, then the
+        model-based updates, so the first round's episodes come from a policy that has learnt something."""
+        failure, center, scale = self._reward_scale()
+        self._fit_model(failure)
+        if self.model_ready:
+            self._model_based_updates(center, scale)
+
+    def _finish_round(self) -> None:
+        failure, center, scale = self._reward_scale()
+        raw = [failure if v is None else v for v in self._round_values]
+
+        # 1. The value ensemble: M(architecture) from every evaluation so far.
+        r2 = self._fit_model(failure)
 
         # 2. PPO on the round's real episodes (screened ones are off-policy: skipped).
         real = [(e, (v - center) / scale) for e, v in zip(self._round, raw) if e.on_policy]
