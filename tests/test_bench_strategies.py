@@ -44,3 +44,14 @@ def test_the_report_compares_every_variant_with_tpe(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "bench" / "strategies.py"), "--from-results", str(out / "results.json"), "--out", str(again)],
                    check=True, capture_output=True, timeout=300)
     assert (again / "report.md").read_text().split("\n", 1)[1] == report.split("\n", 1)[1]  # the same but for the date line
+
+
+def test_the_median_difference_interval_covers_a_known_shift_and_is_seeded():
+    from strategies import median_difference_interval
+
+    hits = np.random.default_rng(1).integers(10, 60, size=100)
+    low, high = median_difference_interval(hits + 10, hits)
+    assert 0 < low <= 10 <= high  # a shift of 10 over 100 seeds is told apart from none
+    same = median_difference_interval(hits, hits)
+    assert same[0] <= 0 <= same[1]
+    assert median_difference_interval(hits, hits) == same  # a rebuilt report gives the same interval
