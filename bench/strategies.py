@@ -7,7 +7,8 @@ the three the PPO design was tuned on; the rest are held out.
 
 For each landscape, variant and seed it records the number of evaluations to reach the landscape's
 top 1% (never: budget + 1, shown as ">budget") and the final best. The report gives median and
-quartiles, a two-sided Mann-Whitney U test of PPO against TPE, the issue's bars, and the ablations:
+quartiles, a two-sided Mann-Whitney U test of PPO against TPE, the issue's bars (with a bootstrap
+interval of PPO's median minus TPE's), and the ablations:
 - ``ppo-lr0``: the shipped PPO with learning rate 0 (its policy never learns);
 - ``ppo-uniform``: the same search with the policy replaced by uniform sampling of modifications;
 - ``ppo-model-free``: the shipped PPO without the model-based updates (model_iterations=0).
