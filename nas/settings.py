@@ -196,6 +196,7 @@ class ObjectiveConfig:
 
 EVALUATION_MODES = ("standalone", "weight_sharing")
 SAMPLING_RULES = ("sandwich", "uniform")
+SUBNET_SCORES = ("loss", "metric")
 
 
 @dataclass
@@ -206,8 +207,9 @@ class EvaluationConfig:
     ``weight_sharing`` (nas/weight_sharing.py): one super-network, the space's largest architecture, trains first
     (``supernet_steps`` steps, each on the largest, the smallest and ``random_subnets`` random subnets: the sandwich
     rule, or on random ones alone: ``sampling``); the strategy then searches over the validation scores of subnets
-    that inherit its weights (``budget`` of them, milliseconds each), and the ``top_k`` best of those train
-    standalone like any candidate. Their best is the search's result (best/, nas-final).
+    that inherit its weights (``budget`` of them, milliseconds each; ``score``: minus the validation loss, or the
+    task's metric), and the ``top_k`` best of those train standalone like any candidate. Their best, by the task's
+    metric, is the search's result (best/, nas-final).
     """
 
     mode: str = "standalone"  # standalone | weight_sharing
@@ -218,12 +220,17 @@ class EvaluationConfig:
     sampling: str = "sandwich"
     learning_rate: float = 3e-3  # weight_sharing: the super-network's AdamW peak learning rate (warm-up, then cosine)
     top_k: int = 4  # weight_sharing: the best-scored architectures trained standalone (trainer.*) as the search's candidates
+    # weight_sharing: what ranks subnets: loss (minus the validation loss, nats: it ranks a 1,000-step truth far better than
+    # a subnet's accuracy, README "Weight sharing") or metric (the task's reward, as a standalone candidate's)
+    score: str = "loss"
 
     def validate(self) -> None:
         if self.mode not in EVALUATION_MODES:
             raise BadInput(f"evaluation.mode must be one of {', '.join(EVALUATION_MODES)}, got {self.mode!r}")
         if self.sampling not in SAMPLING_RULES:
             raise BadInput(f"evaluation.sampling must be one of {', '.join(SAMPLING_RULES)}, got {self.sampling!r}")
+        if self.score not in SUBNET_SCORES:
+            raise BadInput(f"evaluation.score must be one of {', '.join(SUBNET_SCORES)}, got {self.score!r}")
         checks = [("supernet_steps", self.supernet_steps >= 1, ">= 1"), ("random_subnets", self.random_subnets >= 0, ">= 0"),
                   ("learning_rate", math.isfinite(self.learning_rate) and self.learning_rate > 0, "a finite number > 0"),
                   ("top_k", self.top_k >= 1, ">= 1")]

@@ -5,8 +5,8 @@
    random ones on one training batch; ``evaluation.sampling=uniform`` draws all 2 + ``random_subnets`` at random.
    It is saved in the run folder (supernet.pt) and logged as a child run of its own with its loss curve, so a
    resume loads it instead of training again.
-2. The strategy searches over weight-sharing scores: a candidate's score is its subnet's validation metric with
-   the inherited weights (milliseconds, no training). Each score is a line of weight_sharing.jsonl (a
+2. The strategy searches over weight-sharing scores: a candidate's score is minus its subnet's validation loss with
+   the inherited weights (``evaluation.score=metric``: the task's metric), milliseconds and no training. Each score is a line of weight_sharing.jsonl (a
    CandidateRecord without an MLflow run); the parent run gets them as a table artifact, not as thousands of runs.
 3. The ``top_k`` best-scored architectures train standalone like any candidate (candidates.jsonl, a child run
    each); their best is the search's result (best/, nas-final).
@@ -143,7 +143,8 @@ def _load(run_dir: RunDirectory) -> dict[str, Any]:
 
 class SharedWeightsObjective:
     """Stage two's objective: an architecture's validation metrics with the super-network's weights, no training. The
-    reward is computed as a standalone candidate's (the task's reward, then objective.* when a cost is traded)."""
+    reward is minus the validation loss (``evaluation.score=loss``) or the task's reward (``metric``), then objective.*
+    when a cost is traded, as for a standalone candidate."""
 
     def __init__(self, supernet: SuperNetwork, task: Task, config: Config):
         self.supernet, self.task, self.config = supernet, task, config
@@ -159,7 +160,10 @@ class SharedWeightsObjective:
             info["eval_seconds"] = time.perf_counter() - started
         except Exception as exc:  # recorded as failed; the search goes on
             return Outcome(None, "failed", describe_failure(exc), info)
-        metric_reward = self.task.reward(metrics)
+        if self.config.evaluation.score == "loss" and "loss" not in metrics:
+            return Outcome(None, "failed", f"evaluation.score=loss but the task reports no loss (it reports: {', '.join(metrics)}); "
+                                           "use evaluation.score=metric", info)
+        metric_reward = -metrics["loss"] if self.config.evaluation.score == "loss" else self.task.reward(metrics)
         info.update(metrics=metrics, metric_reward=metric_reward)
         objective = self.config.objective
         return Outcome(objective.reward(metric_reward, info) if objective.enabled else metric_reward, "ok", None, info)

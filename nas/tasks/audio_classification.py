@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 from transformers import ASTFeatureExtractor
 
 from nas.errors import BadInput
-from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
+from nas.tasks.base import classification_metrics, eval_split, label_fields, logit_metrics, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
@@ -127,9 +127,9 @@ class AudioClassificationTask:
         return tensor_batches(self.train, batch_size, generator)
 
     @staticmethod
-    def _predict(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    def _logits(model: torch.nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
         device = next(model.parameters()).device
-        return torch.cat([model(input_values=inputs[i : i + batch_size].to(device)).logits.argmax(-1) for i in range(0, len(inputs), batch_size)])
+        return torch.cat([model(input_values=inputs[i : i + batch_size].to(device)).logits for i in range(0, len(inputs), batch_size)])
 
     def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
         main = {"validation": self.val, "test": self.data.get("test")}
@@ -139,10 +139,10 @@ class AudioClassificationTask:
         metrics = {}
         classes = len(self.labels)
         if main[split] is not None:
-            y_pred = self._predict(model, main[split]["input_values"], batch_size)
-            metrics = classification_metrics(main[split]["labels"].to(y_pred.device), y_pred, classes)
+            logits = self._logits(model, main[split]["input_values"], batch_size)
+            metrics = logit_metrics(main[split]["labels"].to(logits.device), logits, classes)
         for name, data in extras.items():  # reported, never the reward
-            y_pred = self._predict(model, data["input_values"], batch_size)
+            y_pred = self._logits(model, data["input_values"], batch_size).argmax(-1)
             metrics[f"{name}_accuracy"] = classification_metrics(data["labels"].to(y_pred.device), y_pred, classes)["accuracy"]
         return metrics
 

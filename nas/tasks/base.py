@@ -62,6 +62,13 @@ def classification_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, num_class
     return {"accuracy": float(tp.sum() / len(y_true)), "macro_f1": float(np.nanmean(f1))}
 
 
+def logit_metrics(y_true: torch.Tensor, logits: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """``classification_metrics`` of the logits' predictions, and ``loss``: their mean cross-entropy in nats (the
+    validation loss; a continuous score that ranks weight-sharing subnets better than their accuracy does)."""
+    loss = torch.nn.functional.cross_entropy(logits.float(), y_true)
+    return {**classification_metrics(y_true, logits.argmax(-1), num_classes), "loss": float(loss)}
+
+
 def first_rows(n: int | None) -> str:
     """How error messages name a subset: 'first 2000 rows' or 'rows'."""
     return "rows" if n is None else f"first {n} rows"

@@ -10,7 +10,7 @@ import torch
 from transformers import ViTImageProcessorPil
 
 from nas.errors import BadInput
-from nas.tasks.base import classification_metrics, eval_split, label_fields, tensor_batches
+from nas.tasks.base import eval_split, label_fields, logit_metrics, tensor_batches
 from nas.tasks.data import DataError, check_class_labels, check_data_file, check_npz, warn_if_short
 
 METRICS = ("accuracy", "macro_f1")
@@ -99,8 +99,8 @@ class ImageClassificationTask:
         data = eval_split(self.splits, split)
         device = next(model.parameters()).device
         pixels = data["pixel_values"]
-        y_pred = torch.cat([model(pixel_values=pixels[i : i + batch_size].to(device)).logits.argmax(-1) for i in range(0, len(pixels), batch_size)])
-        return classification_metrics(data["labels"].to(device), y_pred, len(self.labels))
+        logits = torch.cat([model(pixel_values=pixels[i : i + batch_size].to(device)).logits for i in range(0, len(pixels), batch_size)])
+        return logit_metrics(data["labels"].to(device), logits, len(self.labels))
 
     def reward(self, metrics: dict[str, float]) -> float:
         return metrics[self.metric]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from nas.errors import BadInput
-from nas.tasks.base import LocalCache, classification_metrics, epoch_batches, eval_split, first_rows, label_fields
+from nas.tasks.base import LocalCache, epoch_batches, eval_split, first_rows, label_fields, logit_metrics
 from nas.tasks.cache import cached_encoding
 from nas.tasks.data import DataError, check_class_labels, check_label_types, check_same_label_kinds, read_table
 from nas.tasks.tokenizer import train_tokenizer
@@ -102,8 +102,8 @@ class TextClassificationTask:
 
     def evaluate(self, model: torch.nn.Module, batch_size: int, split: str = "validation") -> dict[str, float]:
         batches, y_true = self._eval_batches(split, batch_size, next(model.parameters()).device)
-        y_pred = torch.cat([model(**batch).logits.argmax(-1) for batch in batches])
-        return classification_metrics(y_true, y_pred, len(self.labels))
+        logits = torch.cat([model(**batch).logits for batch in batches])
+        return logit_metrics(y_true, logits, len(self.labels))
 
     def reward(self, metrics: dict[str, float]) -> float:
         return metrics[self.metric]
