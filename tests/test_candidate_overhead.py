@@ -150,6 +150,24 @@ def test_classification_metrics_are_scikit_learns_to_the_last_bit():
         assert classification_metrics(torch.from_numpy(y_true), torch.from_numpy(y_pred), classes) == expected
 
 
+def test_the_validation_loss_is_scikit_learns_log_loss_and_the_rest_is_the_predictions_metrics():
+    import numpy as np
+    import torch
+    from sklearn.metrics import log_loss
+
+    from nas.tasks.base import classification_metrics, logit_metrics
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        classes, n = int(rng.integers(2, 8)), int(rng.integers(1, 300))
+        logits = torch.from_numpy(rng.normal(0, 3, (n, classes)))
+        y_true = torch.from_numpy(rng.integers(0, classes, n))
+        metrics = logit_metrics(y_true, logits, classes)
+        probabilities = torch.softmax(logits, -1).numpy()
+        assert metrics["loss"] == pytest.approx(log_loss(y_true.numpy(), probabilities, labels=range(classes)), rel=1e-6)  # float32, as models give
+        assert {k: v for k, v in metrics.items() if k != "loss"} == classification_metrics(y_true, logits.argmax(-1), classes)
+
+
 def test_evaluation_reuses_its_batches_and_scores_as_before():
     import torch
     from sklearn.metrics import accuracy_score, f1_score
@@ -171,6 +189,7 @@ def test_evaluation_reuses_its_batches_and_scores_as_before():
             batch.pop("labels")
             preds.append(model(**batch).logits.argmax(-1))
     y_pred, y_true = torch.cat(preds).numpy(), task.val["labels"].numpy()
+    assert metrics.pop("loss") == again.pop("loss") > 0
     assert metrics == again == {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_f1": float(f1_score(y_true, y_pred, average="macro"))}
     assert len(task._eval_cache) == 1
 

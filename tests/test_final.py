@@ -137,7 +137,7 @@ def test_final_model_loads_from_its_folder_and_predicts_what_was_logged(text_fin
     predicted = np.array([{"rotten": 0, "fresh": 1}[model.config.id2label[i]] for i in ids])
     assert len(test) == 1000
     assert float((predicted == test["label"].to_numpy()).mean()) == pytest.approx(summary["metrics"]["test_accuracy"], abs=1e-9)
-    assert summary["metrics"].keys() == {"val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"}
+    assert summary["metrics"].keys() == {"val_accuracy", "val_macro_f1", "val_loss", "test_accuracy", "test_macro_f1", "test_loss"}
     assert summary["task_config"]["train_size"] is None and summary["steps"] == 12
 
 
@@ -318,7 +318,7 @@ def test_audio_test_files_are_the_test_split_of_a_final_training():
     searched, final = make_task(config), make_task(config, with_test=True)
     model = tiny_model(final)
     during_search = searched.evaluate(model, 16)
-    assert set(during_search) == {"accuracy", "macro_f1"}  # a search never scores a test set
+    assert set(during_search) == {"accuracy", "macro_f1", "loss"}  # a search never scores a test set
     assert final.evaluate(model, 16) == during_search
     assert set(final.evaluate(model, 16, split="test")) == {"unseen_accuracy", "human_accuracy"}
 

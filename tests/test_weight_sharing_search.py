@@ -51,6 +51,7 @@ def test_a_weight_sharing_search_scores_with_shared_weights_then_trains_its_shor
     scores, candidates = folder.read_scores(), folder.read_records()
 
     assert len(scores) == 12 and all(r.steps == 0 and r.train_seconds is None and r.mlflow_run_id is None for r in scores)
+    assert all(r.reward == -r.metrics["loss"] for r in scores)  # evaluation.score=loss, the default
     assert len({r.architecture_hash for r in scores}) == 12
     # Stage three: the three best scores (ties: the first scored), trained standalone for trainer.max_steps, in that order.
     ranked = sorted((r for r in scores if r.ok), key=lambda r: (-r.reward, r.index))[:3]
@@ -116,10 +117,30 @@ def test_a_saved_supernet_of_other_settings_is_refused_on_resume(ws, tmp_path):
         prepare_supernet(supernet, config, task, folder)
 
 
+def test_a_subnet_is_scored_by_minus_its_validation_loss_or_by_the_tasks_metric():
+    from nas.runner import CandidateObjective, build_search_space
+    from nas.tasks import make_task
+    from nas.weight_sharing import SharedWeightsObjective, build_supernet
+
+    outcomes = {}
+    for score in ("loss", "metric"):
+        config = compose_config([*SEARCH, f"evaluation.score={score}"])
+        task = make_task(config.task)
+        objective = CandidateObjective(task, config)
+        space = build_search_space(config, task, objective.fixed)
+        supernet = build_supernet(config, task, space, objective.fixed)
+        outcomes[score] = SharedWeightsObjective(supernet, task, config)(space.decode(next(iter(space.all_encodings()))))
+    by_loss, by_metric = outcomes["loss"], outcomes["metric"]
+    assert by_loss.info["metrics"] == by_metric.info["metrics"]  # the same seed's super-network, the same subnet
+    assert by_loss.value == by_loss.info["metric_reward"] == -by_loss.info["metrics"]["loss"] < 0
+    assert by_metric.value == by_metric.info["metrics"]["accuracy"]
+
+
 @pytest.mark.parametrize("overrides,match", [
     (["evaluation.mode=nope"], "evaluation.mode must be one of standalone, weight_sharing"),
     (["evaluation.top_k=0"], "evaluation.top_k must be >= 1"),
     (["evaluation.sampling=sometimes"], "evaluation.sampling must be one of sandwich, uniform"),
+    (["evaluation.score=accuracy"], "evaluation.score must be one of loss, metric"),
     (["fidelity.steps=[2]"], "cannot be combined with fidelity.steps"),
     (["task=image_classification", "search_space.dimensions.patch_size=[4,7]"], "patch_size"),
 ])
