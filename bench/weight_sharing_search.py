@@ -160,7 +160,8 @@ def main() -> None:
               "| seed | mode | scored | tau vs 100-step table | tau vs 1,000-step truth (overlap) |", "|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['mode']} | {r['scored']} | {r['tau_vs_100_step']:.3f} | "
               f"{'-' if r['tau_vs_truth'] is None else format(r['tau_vs_truth'], '.3f')} ({r['truth_overlap']}) |" for r in ws]
-    lines += ["", "Per search:", "", "| seed | mode | wall s | architecture | search acc | table acc (rank) | 1,000-step | nas-final val / test |",
+    lines += ["", "Per search:", "",
+              "| seed | mode | wall s | architecture | search acc | table acc (rank) | 1,000-step | nas-final val / test |",
               "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['mode']} | {r['wall_seconds']:.0f} | {r['architecture']} | {r['search_accuracy']} | "
               f"{r['table_accuracy']} ({r['table_rank']}) | {r['truth_1000'] if r['truth_1000'] is not None else '-'} | "

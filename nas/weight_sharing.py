@@ -6,8 +6,9 @@
    It is saved in the run folder (supernet.pt) and logged as a child run of its own with its loss curve, so a
    resume loads it instead of training again.
 2. The strategy searches over weight-sharing scores: a candidate's score is minus its subnet's validation loss with
-   the inherited weights (``evaluation.score=metric``: the task's metric), milliseconds and no training. Each score is a line of weight_sharing.jsonl (a
-   CandidateRecord without an MLflow run); the parent run gets them as a table artifact, not as thousands of runs.
+   the inherited weights (``evaluation.score=metric``: the task's metric), milliseconds and no training. Each score
+   is a line of weight_sharing.jsonl (a CandidateRecord without an MLflow run); the parent run gets them as a table
+   artifact, not as thousands of runs.
 3. The ``top_k`` best-scored architectures train standalone like any candidate (candidates.jsonl, a child run
    each); their best is the search's result (best/, nas-final).
 
