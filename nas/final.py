@@ -305,6 +305,15 @@ def version_description(task: TaskConfig, data: SearchData, metrics: dict[str, f
             f"Found by search {search.run_id or search.where}, candidate {best.index}.")
 
 
+def kept(trained) -> str:
+    """The model card's words for which weights ship (trainer.eval_every)."""
+    if trained.best_step is None:
+        return ""
+    if trained.best_step == trained.steps:
+        return " (the last step's weights: no earlier validation was better)"
+    return f" (the weights of step {trained.best_step}, its best validation)"
+
+
 def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     """Train, score, save and register the best architecture of ``config.search``; outputs in ``output_dir``."""
     from nas import registry
@@ -366,6 +375,9 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     model, trained, info = train_architecture(hf_config, task, trainer, seed, architecture,
                                               pretrain_batches=functools.partial(corpus.batches, seed=seed) if corpus is not None else None)
     pretrain_seconds = info.get("pretrain_seconds", 0.0)
+    if trained.best_step is not None and trained.best_step < trained.steps:
+        log.info("kept the weights of step %d, the best validation %s of every %d steps (step %d: %s)", trained.best_step,
+                 task_config.metric, trainer.eval_every, trained.steps, rounded(trained.checkpoints[-1][1]))
     start = time.perf_counter()
     test = evaluate(model, task, trainer.eval_batch_size, split="test") if data.note is None else None
     test_seconds = time.perf_counter() - start
@@ -387,7 +399,7 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         register_as,
         f"A `{family}` model ({num_parameters:,} parameters) whose architecture a `nas` {search_config.strategy} search found "
         f"(search {search.where}, MLflow run `{search.run_id}`; candidate {best.index}, search reward {best.reward:.4f}), "
-        f"trained by `nas-final` for {trained.steps} steps, scored with the task's metric `{task_config.metric}`.",
+        f"trained by `nas-final` for {trained.steps} steps{kept(trained)}, scored with the task's metric `{task_config.metric}`.",
         task_name, family, auto_class, architecture,
         {"train": task_config.train_file, "validation": task_config.validation_file, "test": task_config.test_file,
          **{f"test ({k})": v for k, v in data.test_files.items()}},
@@ -400,7 +412,8 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
         "task": task_name, "family": family, "auto_class": auto_class, "architecture": architecture,
         "num_parameters": num_parameters, "metrics": metrics, "validation": trained.metrics, "test": test, "test_split": data.note or "",
         "train_seconds": trained.train_seconds, "eval_seconds": trained.eval_seconds, "test_seconds": test_seconds,
-        "pretrain_seconds": pretrain_seconds, "steps": trained.steps, "seed": seed,
+        "pretrain_seconds": pretrain_seconds, "steps": trained.steps, "best_step": trained.best_step, "seed": seed,
+        "checkpoints": [{"step": step, "metrics": m} for step, m in trained.checkpoints],
         "search": {"where": search.where, "run_id": search.run_id, "candidate": best.index, "reward": best.reward,
                    "metrics": best.metrics, "mlflow_run_id": best.mlflow_run_id},
         "trainer": OmegaConf.to_container(OmegaConf.structured(trainer)),
@@ -417,7 +430,8 @@ def run_final(config: FinalConfig, output_dir: Path) -> FinalResult:
     params = {**architecture, "family": family, "seed": seed, "search_candidate": best.index,
               **flatten({"trainer": summary["trainer"], "task": summary["task_config"]})}
     scalars = {**metrics, "num_parameters": num_parameters, "train_seconds": trained.train_seconds,
-               "eval_seconds": trained.eval_seconds, "search_reward": best.reward, **({"test_seconds": test_seconds} if test is not None else {})}
+               "eval_seconds": trained.eval_seconds, "search_reward": best.reward, **({"test_seconds": test_seconds} if test is not None else {}),
+               **({"best_step": trained.best_step} if trained.best_step is not None else {})}
     run_name = config.run_name or f"final-{task_name}" + (f"-{search.run_id[:8]}" if search.run_id else "") + f"-{datetime.now():%Y%m%d-%H%M%S}"
     logged = registry.log_final_model(resolve_uri(search.tracking_uri), search.experiment_id, run_name, tags, params, scalars,
                                       trained.losses, model, preprocessor, task_name, small_files, register_as, card,

@@ -44,6 +44,9 @@ class TrainerConfig:
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default (all cores)
     device: str = "auto"  # auto (cuda when available, else cpu), cpu, cuda, cuda:1...
     progress_bar: bool = False  # a bar over each candidate's training steps, under the search's; only for long trainings
+    # validate every N steps and keep the best of those weights (by the task's reward) instead of the last step's; null:
+    # the last step's. nas-final's default (conf/trainer/final.yaml) is 100: a long training that degrades ships its best.
+    eval_every: Optional[int] = None
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def validate(self) -> None:
@@ -56,6 +59,7 @@ class TrainerConfig:
             ("warmup_ratio", 0 <= self.warmup_ratio <= 1, "in [0, 1]"), ("max_grad_norm", _positive(self.max_grad_norm), "a positive number"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"), ("log_every", self.log_every >= 1, ">= 1"),
             ("num_threads", self.num_threads is None or self.num_threads >= 1, ">= 1 (or null)"),
+            ("eval_every", self.eval_every is None or self.eval_every >= 1, ">= 1 (or null)"),
             ("pretrain.steps", p.steps >= 0, ">= 0"), ("pretrain.corpus_size", p.corpus_size >= 1, ">= 1"),
             ("pretrain.batch_size", p.batch_size >= 1, ">= 1"), ("pretrain.learning_rate", _positive(p.learning_rate), "a positive number"),
             ("pretrain.mlm_probability", 0 < p.mlm_probability < 1, "in (0, 1)"),

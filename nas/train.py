@@ -12,6 +12,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -37,6 +38,7 @@ class TrainResult:
     steps: int = 0  # optimizer steps taken (fewer than max_steps when a checkpoint stopped the training)
     checkpoints: list[tuple[int, dict[str, float]]] = field(default_factory=list)  # (step, validation metrics), the last = metrics
     data_seconds: float = 0.0  # of train_seconds: fetching training batches and moving them to the device
+    best_step: int | None = None  # trainer.eval_every: the step whose weights the model holds now (metrics are that step's)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -197,11 +199,17 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
     ``batches``: the task's training stream for ``data_seed`` made beforehand (a RecordedBatches); default: made here.
     Multi-fidelity: the model is also evaluated at each step in ``checkpoints``, and training stops
     there when ``keep_training(step, metrics)`` says so; ``metrics`` are then that checkpoint's.
+    ``config.eval_every``: the model is also evaluated every that many steps, and a model trained to the end
+    keeps the weights of its best evaluation by the task's reward (the last step's unless an earlier one is
+    strictly better; HF Trainer's load_best_model_at_end): ``metrics`` and ``best_step`` are then that step's.
     """
     model.to(resolve_device(config.device))
     batches = iter(batches) if batches is not None else task.train_batches(config.batch_size, torch.Generator().manual_seed(data_seed))
     result = TrainResult({})
     stopped = []
+    fidelity = set(checkpoints)
+    every = range(config.eval_every, config.max_steps, config.eval_every) if config.eval_every else ()
+    best: dict[str, Any] = {}
 
     def on_checkpoint(step: int) -> bool:
         start = time.perf_counter()
@@ -209,14 +217,17 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
         result.eval_seconds += time.perf_counter() - start
         result.checkpoints.append((step, metrics))
         result.steps = step
-        go_on = keep_training is None or keep_training(step, metrics)
+        if every and (not best or task.reward(metrics) > best["reward"]):  # a copy on the side: the training goes on
+            best.update(step=step, reward=task.reward(metrics), metrics=metrics,
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        go_on = step not in fidelity or keep_training is None or keep_training(step, metrics)
         if not go_on:
             stopped.append(step)
         return go_on
 
     timings: dict[str, float] = {}
-    result.losses, result.train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config, checkpoints, on_checkpoint,
-                                              timings)
+    result.losses, result.train_seconds = fit(model, batches, config.max_steps, config.learning_rate, config,
+                                              sorted(fidelity.union(every)), on_checkpoint, timings)
     result.data_seconds = timings["data_seconds"]
     if not stopped:  # trained to the end: the full-fidelity metrics
         start = time.perf_counter()
@@ -224,4 +235,9 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
         result.eval_seconds += time.perf_counter() - start
         result.steps = config.max_steps
     result.metrics = result.checkpoints[-1][1]
+    if every and not stopped:
+        result.best_step = result.steps
+        if best and best["reward"] > task.reward(result.metrics):
+            model.load_state_dict(best["state"])
+            result.metrics, result.best_step = best["metrics"], best["step"]
     return result

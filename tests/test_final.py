@@ -168,6 +168,24 @@ def test_final_run_is_logged_in_the_search_experiment_and_registered(text_final,
         assert torch.allclose(components["model"].eval()(**enc).logits, saved(**enc).logits)
 
 
+def test_eval_every_ships_the_best_validated_weights_and_says_which(text_search, store):
+    """nas-final validates every trainer.eval_every steps (its default: 100 of 1,000) and ships the best of those
+    weights: an earlier step's only when strictly better than the last's."""
+    assert final_config(["search=x"]).trainer.eval_every == 100
+    result = run_final(final_config([f"search={text_search.dir}", *FINAL_TINY, "trainer.eval_every=4", "register_as=best-step"]),
+                       store.root / "best-step-final")
+    summary = json.loads((result.output_dir / "metrics.json").read_text())
+    by_step = {c["step"]: c["metrics"] for c in summary["checkpoints"]}
+    assert list(by_step) == [4, 8, 12] and summary["steps"] == 12
+    earlier = max((4, 8), key=lambda s: (by_step[s]["accuracy"], -s))  # the first of the best
+    expected = earlier if by_step[earlier]["accuracy"] > by_step[12]["accuracy"] else 12
+    assert summary["best_step"] == expected and summary["validation"] == by_step[expected]
+    assert summary["metrics"]["val_accuracy"] == by_step[expected]["accuracy"]
+    card = (result.output_dir / "README.md").read_text()
+    assert ("the last step's weights" if expected == 12 else f"the weights of step {expected}") in card
+    assert MlflowClient(store.uri).get_run(result.mlflow["run_id"]).data.metrics["best_step"] == expected
+
+
 def run_cli(monkeypatch, *args: str) -> None:
     """The nas-final command (its Hydra app), in this process: a subprocess would pay the imports again."""
     monkeypatch.setattr(sys, "argv", ["nas-final", *args])

@@ -40,6 +40,7 @@ CASES = {  # case -> (overrides, the error line after "nas-final: error: ", a re
     "max_grad_norm=0": (["trainer.max_grad_norm=0"], r"trainer\.max_grad_norm must be a positive number, got 0\.0"),
     "log_every=0": (["trainer.log_every=0"], r"trainer\.log_every must be >= 1, got 0"),
     "num_threads=0": (["trainer.num_threads=0"], r"trainer\.num_threads must be >= 1 \(or null\), got 0"),
+    "eval_every=0": (["trainer.eval_every=0"], r"trainer\.eval_every must be >= 1 \(or null\), got 0"),
     "pretrain.steps<0": (["trainer.pretrain.steps=-1"], r"trainer\.pretrain\.steps must be >= 0, got -1"),
     "pretrain.mlm_probability=1": (["trainer.pretrain.steps=2", "trainer.pretrain.mlm_probability=1"],
                                    r"trainer\.pretrain\.mlm_probability must be in \(0, 1\), got 1\.0"),

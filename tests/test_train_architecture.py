@@ -68,3 +68,33 @@ def test_a_fine_tuning_that_fails_keeps_what_the_pre_training_recorded(two_stage
         train_architecture(objective.hf_config(ARCHITECTURE), task, config.trainer, config.seed, ARCHITECTURE,
                            pretrain_batches=functools.partial(corpus.batches, seed=config.seed), batches=broken(), info=info)
     assert info["num_parameters"] == 1 and info["pretrain_objective"] == "mlm" and len(info["pretrain_losses"]) == 2
+
+
+def test_eval_every_keeps_the_weights_of_the_best_validation_and_reports_that_steps_metrics():
+    """trainer.eval_every (nas-final's default 100): the model that comes back holds the best evaluated weights by
+    the task's reward (an earlier step only when strictly better than the last), and its metrics are that step's."""
+    from nas.train import evaluate
+
+    restored = 0
+    for learning_rate in (0.01, 0.1, 0.5, 1.0):  # the larger rates overshoot, so an earlier step is sometimes the best
+        config = compose_config([*TINY, "task.val_size=200", "trainer.max_steps=12", "trainer.eval_every=3",
+                                 f"trainer.learning_rate={learning_rate}"])
+        task = make_task(config.task)
+        objective = CandidateObjective(task, config)
+        model, trained, _ = train_architecture(objective.hf_config(ARCHITECTURE), task, config.trainer, config.seed, ARCHITECTURE)
+        assert [step for step, _ in trained.checkpoints] == [3, 6, 9, 12] and trained.steps == 12
+        rewards = {step: task.reward(m) for step, m in trained.checkpoints}
+        earlier = max((3, 6, 9), key=lambda s: (rewards[s], -s))  # the first of the best
+        expected = earlier if rewards[earlier] > rewards[12] else 12
+        assert trained.best_step == expected and trained.metrics == dict(trained.checkpoints)[expected]
+        assert evaluate(model, task, config.trainer.eval_batch_size) == trained.metrics  # the weights are that step's
+        restored += expected < 12
+    assert restored >= 1  # the restoring path ran
+
+
+def test_without_eval_every_the_last_steps_weights_and_metrics_come_back():
+    config = compose_config([*TINY, "trainer.max_steps=6"])
+    task = make_task(config.task)
+    objective = CandidateObjective(task, config)
+    _, trained, _ = train_architecture(objective.hf_config(ARCHITECTURE), task, config.trainer, config.seed, ARCHITECTURE)
+    assert trained.best_step is None and [step for step, _ in trained.checkpoints] == [6]
