@@ -217,9 +217,9 @@ def train_and_evaluate(model: torch.nn.Module, task: Task, config: TrainerConfig
         result.eval_seconds += time.perf_counter() - start
         result.checkpoints.append((step, metrics))
         result.steps = step
-        if every and (not best or task.reward(metrics) > best["reward"]):  # a copy on the side: the training goes on
-            best.update(step=step, reward=task.reward(metrics), metrics=metrics,
-                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        reward = task.reward(metrics) if every else None
+        if every and (not best or reward > best["reward"]):  # a copy on the side: the training goes on
+            best.update(step=step, reward=reward, metrics=metrics, state={k: v.detach().clone() for k, v in model.state_dict().items()})
         go_on = step not in fidelity or keep_training is None or keep_training(step, metrics)
         if not go_on:
             stopped.append(step)
