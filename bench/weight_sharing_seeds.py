@@ -7,7 +7,7 @@ with ``--subnet-steps`` subnet steps (default 1,200: a default weight-sharing se
 scores the ground truth's architectures with each, two ways from the same forward pass:
 
 - ``accuracy``: the validation accuracy with inherited weights (what a weight-sharing search scores today);
-- ``-loss``: minus the mean validation cross-entropy (a continuous score: no ties, and it sees confidence).
+- ``-loss``: minus the mean validation cross-entropy, the task's ``loss`` (a continuous score: no ties, and it sees confidence).
 
 For each it reports the distribution of Kendall tau over seeds, what a good super-network differs in (its last
 training loss, the spread of its scores, how much its scores follow the parameter count), and ensembles: the mean
@@ -79,13 +79,10 @@ def train_and_score(seed: int, rule: str, subnet_steps: int, random: int, learni
 def standalone_scores(keys: list[str]) -> dict[str, dict[str, float]]:
     """Each key trained standalone for 100 steps as the shipped table was (``build_table.py``'s recipe and seed), then
     its accuracy and -loss: today's score, and the same continuous score the super-network gets, for a fair (a)."""
-    import torch
-
     from build_table import DEFAULT_OVERRIDES, compose
-    from nas.models import build_model
-    from nas.runner import CandidateObjective, candidate_seed, seed_everything
+    from nas.candidate import train_architecture
+    from nas.runner import CandidateObjective, seed_everything
     from nas.tasks import make_task
-    from nas.train import train_and_evaluate
 
     config = compose(DEFAULT_OVERRIDES)
     seed_everything(config.seed)
@@ -93,22 +90,21 @@ def standalone_scores(keys: list[str]) -> dict[str, dict[str, float]]:
     objective = CandidateObjective(task, config)
     out = {}
     for key in keys:
-        arch = json.loads(key)
-        torch.manual_seed(candidate_seed(config.seed, arch))  # the seed a search gives this candidate
-        model = build_model(objective.hf_config(arch), task.name)
-        train_and_evaluate(model, task, config.trainer, config.seed)
-        out[key] = logit_scores(model.eval(), task, config.trainer.eval_batch_size)
+        arch = json.loads(key)  # trained as a search trains this candidate (its seed, its data order)
+        _, trained, _ = train_architecture(objective.hf_config(arch), task, config.trainer, config.seed, arch)
+        out[key] = both_scores(trained.metrics)
     return out
 
 
 def logit_scores(net, task, batch_size: int) -> dict[str, float]:
-    import torch
+    from nas.train import evaluate
 
-    batches, y_true = task._eval_batches("validation", batch_size, torch.device("cpu"))
-    with torch.no_grad():
-        logits = torch.cat([net(**batch).logits for batch in batches])
-    return {"accuracy": float((logits.argmax(-1) == y_true).float().mean()),
-            "-loss": -float(torch.nn.functional.cross_entropy(logits, y_true))}
+    return both_scores(evaluate(net, task, batch_size))
+
+
+def both_scores(metrics: dict[str, float]) -> dict[str, float]:
+    """The task's validation metrics (classification tasks report their loss) as this study's two scores."""
+    return {"accuracy": metrics["accuracy"], "-loss": -metrics["loss"]}
 
 
 def beyond_size(score: list[float], truth: list[float], params: list[float]) -> float:
